@@ -1,15 +1,18 @@
 """Training speed of RecurrentPPO: sb3-contrib's ``MlpLstmPolicy`` against ``RecurrentCellPolicy``.
 
-Every configuration runs in this one process, one after the other, with the same
-hyperparameters (rl-baselines3-zoo's CartPoleNoVel settings by default) on CartPole without
-velocities. For each it prints environment steps per second and how the wall time splits
-between rollout collection and training (the PPO updates), and the speed-up over stock at the
-same hidden size.
+Every configuration runs in this one process, interleaved rollout by rollout, with the same
+hyperparameters for stock and the package's policy. On CartPole without velocities those are
+rl-baselines3-zoo's CartPoleNoVel settings; on the T-Maze (L = 50) and the Passive T-Maze
+(L = 500) they are the package's presets (``rl_warmup/experiment/presets.yaml``: ``n_steps``
+covering an episode, one minibatch per rollout, 4 epochs). For each it prints environment steps
+per second, how the wall time splits between rollout collection and training (the PPO updates),
+and the speed-up over stock at the same hidden size.
 
 Examples::
 
     python scripts/bench_policy.py                       # a few minutes (2048 steps each)
     python scripts/bench_policy.py --timesteps 20000 --hidden 64 128 256 --cells lstm gru mgu
+    python scripts/bench_policy.py --envs cartpole tmaze50 passive500   # the issue's table
     python scripts/bench_policy.py --parity --seeds 0 1 2   # learning parity, 1e5 steps per run (long)
 
 ``--parity`` instead trains stock and the package's LSTM policy with the zoo settings for
@@ -88,11 +91,48 @@ class Hyper:
     """Entropy coefficient."""
     normalize: bool = True
     """VecNormalize the observations and rewards."""
+    env_id: str = ENV_ID
+    """Environment."""
+    linear_schedules: bool = True
+    """Learning rate and clip range decay linearly to 0 (zoo); constant otherwise."""
+
+
+#: The environments of ``--envs``: zoo settings on CartPole-NoVel, the package's presets on the
+#: T-Mazes (n_steps a multiple of the episode length, one minibatch per rollout).
+BENCH_ENVS: dict[str, Hyper] = {
+    "cartpole": Hyper(),
+    "tmaze50": Hyper(
+        env_id="rl_warmup/TMaze-L50-v0",
+        n_steps=300,
+        batch_size=2400,
+        n_epochs=4,
+        gamma=0.98,
+        gae_lambda=0.95,
+        ent_coef=0.01,
+        normalize=False,
+        linear_schedules=False,
+    ),
+    "passive500": Hyper(
+        env_id="rl_warmup/PassiveTMaze-L500-v0",
+        n_steps=1002,
+        batch_size=8016,
+        n_epochs=4,
+        gamma=0.99,
+        gae_lambda=0.95,
+        ent_coef=0.01,
+        normalize=False,
+        linear_schedules=False,
+    ),
+}
 
 
 def _make_model(cell: str | None, hidden: int, hyper: Hyper, seed: int) -> RecurrentPPO:
     """Stock ``MlpLstmPolicy`` when ``cell`` is ``None``, else ``RecurrentCellPolicy`` with that cell."""
-    _, env_fn = _env_factory()
+    env_fn: Callable[[], gym.Env] | str = hyper.env_id
+    if hyper.env_id == ENV_ID:
+        _, env_fn = _env_factory()
+    else:
+        import envs  # noqa: F401  (registers rl_warmup/ ids)
     env: VecEnv = make_vec_env(env_fn, n_envs=hyper.n_envs, seed=seed)
     if hyper.normalize:
         env = VecNormalize(env)
@@ -115,8 +155,16 @@ def _make_model(cell: str | None, hidden: int, hyper: Hyper, seed: int) -> Recur
         gamma=hyper.gamma,
         gae_lambda=hyper.gae_lambda,
         n_epochs=hyper.n_epochs,
-        learning_rate=LinearSchedule(hyper.learning_rate, 0.0, 1.0),
-        clip_range=LinearSchedule(hyper.clip_range, 0.0, 1.0),
+        learning_rate=(
+            LinearSchedule(hyper.learning_rate, 0.0, 1.0)
+            if hyper.linear_schedules
+            else hyper.learning_rate
+        ),
+        clip_range=(
+            LinearSchedule(hyper.clip_range, 0.0, 1.0)
+            if hyper.linear_schedules
+            else hyper.clip_range
+        ),
         ent_coef=hyper.ent_coef,
         policy_kwargs=policy_kwargs,
         seed=seed,
@@ -129,6 +177,7 @@ class Timing:
     """Wall time of one configuration: total, in rollout collection and in PPO updates."""
 
     name: str
+    env: str
     hidden: int
     steps: int
     total_s: float
@@ -194,6 +243,7 @@ def benchmark(
             rows.append(
                 Timing(
                     name,
+                    hyper.env_id.removeprefix("rl_warmup/"),
                     hidden,
                     model.num_timesteps - before,
                     total,
@@ -205,15 +255,15 @@ def benchmark(
 
 
 def print_table(rows: list[Timing]) -> None:
-    stock = {r.hidden: r for r in rows if r.name.startswith("stock")}
-    header = f"{'policy':<28} {'hidden':>6} {'steps':>7} {'steps/s':>9} {'speed-up':>8} {'rollout s':>9} {'train s':>8} {'train %':>7}"
+    stock = {(r.env, r.hidden): r for r in rows if r.name.startswith("stock")}
+    header = f"{'environment':<20} {'policy':<28} {'hidden':>6} {'steps':>7} {'steps/s':>9} {'speed-up':>8} {'rollout s':>9} {'train s':>8} {'train %':>7}"
     print(header)
     print("-" * len(header))
     for r in rows:
-        ref = stock.get(r.hidden)
+        ref = stock.get((r.env, r.hidden))
         speedup = f"{r.steps_per_s / ref.steps_per_s:.2f}x" if ref else "-"
         print(
-            f"{r.name:<28} {r.hidden:>6} {r.steps:>7} {r.steps_per_s:>9.0f} {speedup:>8} "
+            f"{r.env:<20} {r.name:<28} {r.hidden:>6} {r.steps:>7} {r.steps_per_s:>9.0f} {speedup:>8} "
             f"{r.rollout_s:>9.2f} {r.train_s:>8.2f} {100 * r.train_s / r.total_s:>6.0f}%"
         )
 
@@ -343,6 +393,14 @@ def main() -> None:
     parser.add_argument(
         "--n-epochs", type=int, default=Hyper.n_epochs, help="PPO epochs per rollout"
     )
+    parser.add_argument(
+        "--envs",
+        nargs="+",
+        default=["cartpole"],
+        choices=sorted(BENCH_ENVS),
+        help="environments to time (cartpole: CartPole-NoVel, zoo settings; tmaze50, passive500: "
+        "the package's presets)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 for a fair, quiet comparison)"
@@ -364,15 +422,26 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    hyper = Hyper(n_epochs=args.n_epochs)
+    hyper = dataclasses.replace(BENCH_ENVS["cartpole"], n_epochs=args.n_epochs)
     if args.parity:
         parity(args.seeds, args.parity_timesteps, hyper, args.parity_cell, args.parity_matched)
         return
     print(
-        f"{_env_factory()[0]}, n_envs={hyper.n_envs}, n_steps={hyper.n_steps}, batch={hyper.batch_size}, "
-        f"n_epochs={hyper.n_epochs}, torch {torch.__version__} ({args.threads} thread(s)), {platform.processor() or platform.machine()}"
+        f"torch {torch.__version__} ({args.threads} thread(s)), {platform.processor() or platform.machine()}"
     )
-    rows = benchmark(args.cells, args.hidden, args.timesteps, hyper, args.seed, args.warmup_steps)
+    rows = []
+    for key in args.envs:
+        env_hyper = hyper if key == "cartpole" else BENCH_ENVS[key]
+        print(
+            f"{env_hyper.env_id if key != 'cartpole' else _env_factory()[0]}: n_envs={env_hyper.n_envs}, "
+            f"n_steps={env_hyper.n_steps}, batch={env_hyper.batch_size}, n_epochs={env_hyper.n_epochs}",
+            flush=True,
+        )
+        # at least one full rollout per model, so that every timed step includes its update
+        steps = max(args.timesteps, env_hyper.n_envs * env_hyper.n_steps)
+        warm = max(args.warmup_steps, env_hyper.n_envs * env_hyper.n_steps)
+        rows += benchmark(args.cells, args.hidden, steps, env_hyper, args.seed, warm)
+    print()
     print_table(rows)
     if args.breakdown:
         print()

@@ -370,6 +370,40 @@ def test_fast_path_on_real_minibatches(cell: str, double: bool) -> None:
             torch.testing.assert_close(grad, slow_grads[name], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(("cell", "double"), CASES, ids=IDS)
+def test_direct_path_only_for_single_fused_layers(cell: str, double: bool) -> None:
+    module = RecurrentCellModule(RecurrentNetwork(cell, 3, 8, 2, double=double))
+    assert module._direct == (cell in ("lstm", "gru", "chrono_lstm") and not double)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "chrono_lstm"])
+def test_direct_path_equals_general_path(cell: str, layers: int) -> None:
+    """Single LSTM / GRU layers read the (h, c) storage directly; same numbers as via flat states."""
+    torch.manual_seed(0)
+    module = RecurrentCellModule(RecurrentNetwork(cell, 3, 8, layers))
+    gen = torch.Generator().manual_seed(1)
+    n_seq, seq_len = 4, 6
+    x = torch.randn(n_seq, seq_len, 3, generator=gen)
+    flat = [torch.randn(n_seq, s, generator=gen) for s in module.network.state_sizes]
+    storage = module.from_flat(flat)
+    for steps in (1, seq_len):  # rollout steps and training sequences
+        starts = torch.zeros(n_seq, steps)
+        starts[[0, 2], 0] = 1.0
+        results = []
+        for direct in (True, False):
+            module._direct = direct
+            module.zero_grad()
+            h0, c0 = (s.clone().requires_grad_(True) for s in storage)
+            out, (h, c) = module(x[:, :steps], (h0, c0), starts)
+            (out.square().sum() + h.sum() + 0.5 * c.sum()).backward()
+            grads = [p.grad.clone() for p in module.parameters()]
+            results.append((out, h, c, h0.grad, c0.grad, *grads))
+        module._direct = True
+        for a, b in zip(*results, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------------
 # Stock sb3-contrib behaviour reproduced (cell="lstm", double=False)
 # ----------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import Schedule
 from torch import Tensor, nn
 
-from rl_warmup.cells import CELL_NAMES, RecurrentNetwork
+from rl_warmup.cells import CELL_NAMES, RecurrentNetwork, _FusedLayer
 
 __all__ = [
     "RecurrentCellCnnPolicy",
@@ -105,6 +105,12 @@ class RecurrentCellModule(nn.Module):
         self._units = [layer.hidden_size for layer in network.layers]
         self._sizes = [layer.state_size for layer in network.layers]
         self._width = max(widths)
+        # Single (not double) LSTM / GRU layers whose storage is their own (h, c): the fused
+        # nn.LSTM / nn.GRU can read and write the storage slots directly (see _forward_direct).
+        self._direct = all(
+            isinstance(layer, _FusedLayer) and layer.hidden_size == self._width
+            for layer in network.layers
+        ) and all(self._identity)
 
     @property
     def num_layers(self) -> int:
@@ -188,10 +194,12 @@ class RecurrentCellModule(nn.Module):
         :param episode_starts: ``(n_seq, T)``, 1 where the state is zeroed *before* the step.
         :return: outputs ``(n_seq, T, output_size)`` and the ``(h, c)`` storage after the last step.
         """
-        flat = self.to_flat(states)
         starts = episode_starts.to(features.dtype)
         steps = features.shape[1]
         resets_inside = steps > 1 and bool(starts[:, 1:].any())
+        if self._direct and not resets_inside:
+            return self._forward_direct(features, states, starts)
+        flat = self.to_flat(states)
         if resets_inside:
             out = self.network(features, flat, episode_starts=starts)
         else:
@@ -200,6 +208,42 @@ class RecurrentCellModule(nn.Module):
             keep = (1.0 - starts[:, :1]).to(flat[0].dtype)
             out = self.network(features, [s * keep for s in flat])
         return out.outputs, self.from_flat(out.states)
+
+    def _forward_direct(
+        self, features: Tensor, states: tuple[Tensor, Tensor], starts: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """:meth:`forward` for stacks of single LSTM / GRU layers without resets after the first step.
+
+        The same computation as the general path (zeroed states where the first step starts an
+        episode, then one fused call per layer) without converting to flat states and back:
+        the storage ``(h, c)`` is exactly what ``nn.LSTM`` takes (``c`` unused for a GRU). This is
+        the path of every rollout step, where the conversions cost as much as the cell itself.
+        """
+        h, c = states
+        if (
+            h.dim() != 3
+            or h.shape[0] != self.num_layers
+            or h.shape[-1] != self._width
+            or c.shape != h.shape
+        ):
+            raise ValueError(
+                f"states must be (h, c), each of shape ({self.num_layers}, batch, {self._width}); "
+                f"got {tuple(h.shape)} and {tuple(c.shape)}"
+            )
+        keep = (1.0 - starts[:, :1]).to(h.dtype).T[..., None]  # (1, B, 1)
+        x = features
+        hs, cs = [], []
+        for i, layer in enumerate(self.network.layers):
+            if layer.is_lstm:  # type: ignore[union-attr]
+                x, (h_i, c_i) = layer.rnn(x, (h[i : i + 1] * keep, c[i : i + 1] * keep))  # type: ignore[union-attr]
+                cs.append(c_i)
+            else:
+                x, h_i = layer.rnn(x, h[i : i + 1] * keep)  # type: ignore[union-attr]
+            hs.append(h_i)
+        h_out = hs[0] if len(hs) == 1 else torch.cat(hs)
+        # GRU: the c slot holds no state (zeros, as from_flat writes it)
+        c_out = (cs[0] if len(cs) == 1 else torch.cat(cs)) if cs else torch.zeros_like(h_out)
+        return x, (h_out, c_out)
 
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}, hidden_size={self.hidden_size} (storage width)"

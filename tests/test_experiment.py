@@ -423,3 +423,38 @@ def test_every_setting_is_documented_in_help_and_config_round_trips(tmp_path: Pa
         TrainConfig.from_dict({"n_steps": "many"})
     with pytest.raises(ValueError, match="unknown warmup mode"):
         TrainConfig(warmup="half")
+
+
+def test_time_to_threshold_plot_has_one_panel_per_environment_family(tmp_path: Path) -> None:
+    from rl_warmup.experiment import report
+
+    assert report._family("rl_warmup/PassiveTMaze-L50-v0") == "PassiveTMaze"
+    assert report._family("rl_warmup/PassiveTMaze-v0") == "PassiveTMaze"
+    assert report._family("rl_warmup/TMaze-L25-v0") == "TMaze"
+    assert report._family("CartPole-v1") == "CartPole"
+    rows = [
+        {
+            "status": "finished",
+            "env_id": env,
+            "memory_length": length,
+            "cell": "gru",
+            "condition": condition,
+            "seed": seed,
+            "total_timesteps": budget,
+            "timesteps_to_threshold": "" if condition == "cold" else budget / 2 + seed,
+        }
+        for env, length, budget in (
+            ("rl_warmup/PassiveTMaze-v0", 10, 20000),
+            ("rl_warmup/PassiveTMaze-L50-v0", 50, 60000),
+            ("rl_warmup/TMaze-v0", 10, 50000),
+        )
+        for condition in ("cold", "warmed")
+        for seed in (0, 1)
+    ]
+    path = tmp_path / "time.png"
+    figure = report.plot_time_to_threshold(rows, path)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == ["PassiveTMaze", "TMaze"]
+    assert figure.axes[0].get_xscale() == "log"  # two distinct lengths: a memory-length axis
+    assert [t.get_text() for t in figure.axes[1].get_xticklabels()] == ["L = 10"]
+    assert path.stat().st_size > 10_000

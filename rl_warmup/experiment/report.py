@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -395,23 +396,59 @@ def plot_vaa(rows: Sequence[dict[str, Any]], path: str | Path, *, confidence: fl
                  confidence=confidence, seed=seed, ylim=(0, 1.03))
 
 
-def plot_time_to_threshold(rows: Sequence[dict[str, Any]], path: str | Path, *, threshold: float = 0.95) -> None:
-    """Timesteps to reach the threshold against memory length: one small marker per run (open
-    markers at the environment's budget: not reached), a line through the median over seeds (not
-    reached counted at the budget; an open median marker when most runs did not reach it), one
-    series per condition × cell."""
+def _family(env_id: str) -> str:
+    """The environment's name without version and memory-length suffix: ``PassiveTMaze``."""
+    name = env_id.split(":", 1)[-1].split("/", 1)[-1]
+    return re.sub(r"(-L\d+)?(-v\d+)?$", "", name)
+
+
+def plot_time_to_threshold(rows: Sequence[dict[str, Any]], path: str | Path, *, threshold: float = 0.95) -> Any:
+    """Timesteps to reach the threshold against memory length, one panel per environment family
+    (``PassiveTMaze``, ``TMaze``, ...): one small marker per run (open markers at the
+    environment's budget: not reached), a line through the median over seeds (not reached counted
+    at the budget; an open median marker when most runs did not reach it), one series per
+    condition × cell. Returns the matplotlib figure."""
     done = [r for r in rows if r["status"] == "finished"]
     envs, cells, conditions = _ordered(done) if done else ([], [], [])
+    families: dict[str, list[str]] = {}
+    for e in envs:
+        families.setdefault(_family(e), []).append(e)
+    n_panels = max(len(families), 1)
+    fig = _figure(4.2 * n_panels + 2.6, 4.8)
+    axes = np.atleast_1d(fig.subplots(1, n_panels, sharey=True, squeeze=False)[0])
+    budget = max((_num(r["total_timesteps"]) for r in done), default=math.nan)
+    for ax, (family, members) in zip(axes, families.items(), strict=False):
+        _time_panel(ax, done, members, cells, conditions, legend_budget=ax is axes[0])
+        ax.set_title(family, fontsize=11)
+    axes[0].set_ylabel(f"timesteps to {100 * threshold:g}% success")
+    axes[0].set_ylim(0, budget * 1.1 if math.isfinite(budget) else None)
+    axes[0].yaxis.set_major_formatter(_steps_formatter())
+    fig.suptitle(f"Time to {100 * threshold:g}% evaluation success (small markers: one per seed)", fontsize=12)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[-1].legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    fig.savefig(path, dpi=110)
+    return fig
+
+
+def _time_panel(
+    ax: Any,
+    done: list[dict[str, Any]],
+    envs: list[str],
+    cells: list[str],
+    conditions: list[str],
+    *,
+    legend_budget: bool,
+) -> None:
+    """One panel of :func:`plot_time_to_threshold`: the environments ``envs`` of one family."""
     lengths = {e: _num(next(r["memory_length"] for r in done if r["env_id"] == e)) for e in envs}
+    envs = sorted(envs, key=lambda e: (not math.isfinite(lengths[e]), lengths[e]))
     numeric = (
         len(envs) > 1
         and all(math.isfinite(v) for v in lengths.values())
         and len(set(lengths.values())) == len(envs)
     )
     xpos = {e: (lengths[e] if numeric else float(i)) for i, e in enumerate(envs)}
-    fig = _figure(9.0, 4.8)
-    ax = fig.subplots()
-    budget = max((_num(r["total_timesteps"]) for r in done), default=math.nan)
     n_series = max(len(conditions) * len(cells), 1)
 
     def place(e: str, offset: float) -> float:
@@ -420,7 +457,7 @@ def plot_time_to_threshold(rows: Sequence[dict[str, Any]], path: str | Path, *, 
     for n, e in enumerate(envs):  # each environment's own budget, across its cluster of series
         env_budget = max(_num(r["total_timesteps"]) for r in done if r["env_id"] == e)
         ax.plot([place(e, -0.75), place(e, 0.75)], [env_budget] * 2, color="0.35", ls=":", lw=1.2,
-                label="budget (open markers: not reached)" if n == 0 else None)
+                label="budget (open markers: not reached)" if n == 0 and legend_budget else None)
     k = 0
     for ci_, cell in enumerate(cells):
         for condition in conditions:
@@ -446,7 +483,7 @@ def plot_time_to_threshold(rows: Sequence[dict[str, Any]], path: str | Path, *, 
                 filled.append(2 * len(reached) > len(group))  # the median is a reached time
             if xs:
                 ax.plot(xs, meds, color=color, ls=_LINESTYLES[ci_ % len(_LINESTYLES)], lw=1.8, zorder=2,
-                        label=f"{condition}, {cell.upper()}: median over seeds")
+                        label=f"{condition}, {cell.upper()}: median over seeds" if legend_budget else None)
                 ax.scatter(xs, meds, s=70, marker=marker, zorder=4, edgecolors=color, linewidths=1.5,
                            facecolors=[color if f else "white" for f in filled])
     if numeric:
@@ -458,20 +495,15 @@ def plot_time_to_threshold(rows: Sequence[dict[str, Any]], path: str | Path, *, 
         ax.set_xticklabels([f"{v:g}" for v in values])
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlim(values[0] / 1.5, values[-1] * 1.5)
-        ax.set_xlabel("memory length L (steps between cue and decision, log scale)")
+        ax.set_xlabel("memory length L (log scale)")
     else:
         ax.set_xticks([xpos[e] for e in envs])
-        ax.set_xticklabels([_env_label(e, lengths[e]) for e in envs])
-        ax.set_xlim(-0.6, max(len(envs), 1) - 0.4)
-        ax.set_xlabel("environment")
-    ax.set_ylabel(f"timesteps to {100 * threshold:g}% success")
-    ax.set_ylim(0, budget * 1.1 if math.isfinite(budget) else None)
-    ax.yaxis.set_major_formatter(_steps_formatter())
+        ax.set_xticklabels([
+            f"L = {lengths[e]:g}" if math.isfinite(lengths[e]) else _env_label(e, lengths[e]) for e in envs
+        ])
+        ax.set_xlim(-0.8, max(len(envs), 1) - 0.2)
+        ax.set_xlabel("memory length")
     ax.grid(alpha=0.3)
-    ax.set_title(f"Time to {100 * threshold:g}% evaluation success (small markers: one per seed)", fontsize=12)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.savefig(path, dpi=110)
 
 
 def write_report(

@@ -47,7 +47,7 @@ from envs.supervised import SUPERVISED_TASKS, SequenceBatch, SupervisedTask
 from rl_warmup._docs import field_docs as field_docs  # re-exported for scripts/supervised.py
 from rl_warmup.cells import CELL_NAMES, RecurrentNetwork
 from rl_warmup.vaa import measure_vaa
-from rl_warmup.warmup import WarmupConfig, WarmupResult, warmup
+from rl_warmup.warmup import WarmupConfig, WarmupResult, _denormals_flushed, warmup
 
 WarmupMode = Literal["none", "full", "double"]
 """``"none"``: no warmup; ``"full"``: warm up every layer entirely; ``"double"``: double layers
@@ -157,6 +157,10 @@ class SupervisedConfig:
     """Seed of the data, initialisation, warmup, batch order and VAA draws."""
     device: str = "cpu"
     """Torch device of the model and batches."""
+    flush_denormal: bool = True
+    """Flush subnormal floats to zero while training (CPU): gradients vanishing over long
+    sequences otherwise slow the backward pass ~5x (GRU 1 x 128, batch 32, T = 300: 0.62 s
+    vs 0.12 s per batch)."""
     out_dir: str | None = None
     """Run directory (log, checkpoints); ``None``: nothing is written and no resume is possible."""
 
@@ -497,7 +501,7 @@ def _write_json(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-_RESUME_MAY_CHANGE = ("epochs", "out_dir", "device", "eval_batch_size")
+_RESUME_MAY_CHANGE = ("epochs", "out_dir", "device", "eval_batch_size", "flush_denormal")
 
 
 def _check_resume_config(saved: dict[str, Any], config: SupervisedConfig) -> None:
@@ -548,6 +552,26 @@ def train_supervised(
     :raises rl_warmup.warmup.WarmupError: warmup failed even after restarts.
     :raises TrainingInterrupted: on ``KeyboardInterrupt``, after saving ``last.pt``.
     """
+    with _denormals_flushed(config.flush_denormal):
+        return _train_supervised(
+            config,
+            resume=resume,
+            progress=progress,
+            progress_position=progress_position,
+            callback=callback,
+            logger=logger,
+        )
+
+
+def _train_supervised(
+    config: SupervisedConfig,
+    *,
+    resume: bool,
+    progress: bool,
+    progress_position: int,
+    callback: Callable[[EpochRecord], None] | None,
+    logger: logging.Logger | None,
+) -> SupervisedResult:
     started = time.perf_counter()
     out = Path(config.out_dir) if config.out_dir is not None else None
     last_path = out / "last.pt" if out is not None else None

@@ -243,3 +243,14 @@ def test_cli_end_to_end(tmp_path):
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
     assert bad.returncode == 2 and "free_steps" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_subnormals_flushed_during_training_only(flush):
+    from rl_warmup.warmup import _flushing_denormals
+
+    seen = []
+    assert not _flushing_denormals()
+    train_supervised(tiny(epochs=1, flush_denormal=flush), callback=lambda _: seen.append(_flushing_denormals()))
+    assert seen and all(s == flush for s in seen)
+    assert not _flushing_denormals()  # the caller's mode is restored

@@ -60,9 +60,9 @@ def _none_or(kind: Any) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    # Each help text states its own default: ArgumentDefaultsHelpFormatter would print the
+    # sentinel ``None`` that the config fields use to mean "not given" a second time.
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     docs = field_docs(SupervisedConfig)
     hints = typing.get_type_hints(SupervisedConfig)
     cfg = parser.add_argument_group("run settings (SupervisedConfig)")
@@ -72,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         kind, choices = _arg_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         if kind is bool:
-            cfg.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=docs.get(f.name))
+            cfg.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{docs.get(f.name, '')} (default: {f.default})",
+            )
             continue
         optional = type(None) in typing.get_args(hints[f.name])
         cfg.add_argument(
@@ -88,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modes", nargs="+", choices=WARMUP_MODES, default=None,
                         help="warmup modes to run (default: the config's)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds to run (default: 0)")
-    parser.add_argument("--out", type=Path, default=Path("runs/supervised"), help="output directory")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--out", type=Path, default=Path("runs/supervised"), help="output directory (default: runs/supervised)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (default: 1)")
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs, skip finished ones")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser

@@ -38,6 +38,8 @@ from typing import Any
 import torch
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
@@ -432,6 +434,62 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         starts = episode_starts.reshape(n_seq, -1)
         outputs, states = lstm(sequences, lstm_states, starts)
         return outputs.reshape(-1, outputs.shape[-1]), states
+
+    def evaluate_actions_at(
+        self,
+        obs: Tensor,
+        actions: Tensor,
+        lstm_states: RNNStates,
+        episode_starts: Tensor,
+        rows: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """:meth:`evaluate_actions` at the positions ``rows`` of the padded batch only.
+
+        The recurrent networks run on the whole padded batch (the outputs at ``rows`` are those of
+        :meth:`evaluate_actions`); the MLP heads and the action distribution run on ``rows``
+        only. For a ``Discrete`` action space the log-probabilities and entropies are computed
+        from ``log_softmax`` directly, the formulas of ``torch.distributions.Categorical``
+        without building one.
+
+        :param obs: ``(n_seq * seq_len, *obs_shape)`` padded batch, sequence-major.
+        :param actions: actions at every position, ``(n_seq * seq_len, ...)``.
+        :param lstm_states: states before the first step of each sequence.
+        :param episode_starts: ``(n_seq * seq_len,)``.
+        :param rows: ``(n_rows,)`` long indices of the positions to evaluate (the valid ones).
+        :return: values ``(n_rows, 1)``, log-probabilities ``(n_rows,)`` and entropies
+            ``(n_rows,)`` (``None`` when the distribution has no closed form).
+        """
+        features = self.extract_features(obs)
+        if self.share_features_extractor:
+            pi_features = vf_features = features
+        else:
+            pi_features, vf_features = features
+        latent_pi, _ = self._process_sequence(
+            pi_features, lstm_states.pi, episode_starts, self.lstm_actor
+        )
+        if self.lstm_critic is not None:
+            latent_vf, _ = self._process_sequence(
+                vf_features, lstm_states.vf, episode_starts, self.lstm_critic
+            )
+        elif self.shared_lstm:
+            latent_vf = latent_pi.detach()
+        else:
+            latent_vf = self.critic(vf_features.index_select(0, rows))
+        rows_vf = rows if self.lstm_critic is not None or self.shared_lstm else None
+        latent_pi = self.mlp_extractor.forward_actor(latent_pi.index_select(0, rows))
+        if rows_vf is not None:
+            latent_vf = latent_vf.index_select(0, rows_vf)
+        latent_vf = self.mlp_extractor.forward_critic(latent_vf)
+        values = self.value_net(latent_vf)
+        actions = actions.index_select(0, rows)
+        if isinstance(self.action_dist, CategoricalDistribution):
+            logits = torch.log_softmax(self.action_net(latent_pi), dim=-1)
+            log_prob = logits.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
+            clamped = torch.clamp(logits, min=torch.finfo(logits.dtype).min)
+            entropy = -(clamped * logits.exp()).sum(-1)
+            return values, log_prob, entropy
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        return values, distribution.log_prob(actions), distribution.entropy()
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

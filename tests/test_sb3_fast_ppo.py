@@ -205,9 +205,19 @@ def test_train_reproduces_stock_train(
         assert stock._n_updates == 2 and logged["train/early_stop_epoch"] == 0
 
 
+@pytest.mark.parametrize(
+    ("cell", "overhead"), [("gru", None), ("lstm", None), ("lstm", 0.0), ("lstm", 10.0)]
+)
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_evaluate_actions_at_equals_evaluate_actions(env_id: str) -> None:
-    _, fast = _pair(RecurrentCellPolicy, {"cell": "gru", "lstm_hidden_size": 16}, env_id)
+def test_evaluate_actions_at_equals_evaluate_actions(
+    env_id: str, cell: str, overhead: float | None
+) -> None:
+    """Heads on the valid rows only; LSTM sequences grouped by length (overhead 0: one call per
+    distinct length) give the outputs and gradients of the full padded evaluation."""
+    policy_kwargs = {"cell": cell, "lstm_hidden_size": 16, "n_lstm_layers": 2}
+    _, fast = _pair(RecurrentCellPolicy, policy_kwargs, env_id)
+    if overhead is not None:
+        fast.policy.lstm_actor.group_overhead = fast.policy.lstm_critic.group_overhead = overhead
     np.random.seed(0)
     padded = 0
     for data in fast.rollout_buffer.get(24):
@@ -294,3 +304,14 @@ def test_fused_optimizer_can_be_turned_off() -> None:
     )
     assert kept.policy.optimizer.param_groups[0]["foreach"] is True
     assert not kept.policy.optimizer.param_groups[0]["fused"]
+
+
+def test_group_plan_minimises_calls_and_padding() -> None:
+    from rl_warmup.sb3.policies import _group_plan
+
+    lengths = [32, 32, 30, 12, 10, 10, 3]
+    assert _group_plan(lengths, 1e9) == [(7, 32)]  # calls too dear: one padded call
+    assert _group_plan(lengths, 0.0) == [(2, 32), (3, 30), (4, 12), (6, 10), (7, 3)]
+    # overhead 20: 3 rows x 32 + 4 rows x 12 (+ 2 calls) beats every other cut
+    assert _group_plan(lengths, 20.0) == [(3, 32), (7, 12)]
+    assert _group_plan([5, 5, 5], 0.0) == [(3, 5)]

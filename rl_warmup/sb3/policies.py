@@ -28,7 +28,11 @@ sequence (never produced by the buffer, but allowed) go through
 :meth:`RecurrentNetwork.forward(..., episode_starts=...)
 <rl_warmup.cells.RecurrentNetwork.forward>`, still without a Python loop over time for the fused
 cells. Padding steps are run like sb3-contrib does, so every output, padded positions included,
-equals the step-by-step computation.
+equals the step-by-step computation. A rollout step (a sequence of length 1) of a single-layer
+LSTM / GRU stack goes through ``torch.lstm_cell`` / ``torch.gru_cell``, cheaper per call than the
+sequence kernel. :meth:`RecurrentCellPolicy.evaluate_actions_at` (used by
+:class:`~rl_warmup.sb3.ppo.FastRecurrentPPO`) evaluates the valid steps only: the heads skip the
+padding, and LSTM sequences are grouped by length so that most padding steps are not run either.
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ observations keep sb3-contrib's buffer), selects the valid (unpadded) positions 
 minibatch and computes the losses on them only: the same means over the same values as the
 masked means of ``RecurrentPPO.train``, hence the same losses and gradients. When the policy has
 ``evaluate_actions_at`` (:class:`~rl_warmup.sb3.policies.RecurrentCellPolicy` does) the heads
-run on the valid positions only. Adam runs as PyTorch's fused implementation (same update rule)
-unless ``policy_kwargs`` choose otherwise.
+run on the valid positions only, and LSTM sequences are grouped by length so that most padding
+steps are skipped. Adam runs as PyTorch's fused implementation (same update rule) unless
+``policy_kwargs`` choose otherwise.
 """
 
 from __future__ import annotations

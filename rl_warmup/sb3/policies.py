@@ -165,7 +165,7 @@ class RecurrentCellModule(nn.Module):
         #: The cost of one more call to the sequence kernel, in rows x steps of computation,
         #: for :meth:`forward_valid` (a CPU, one-thread estimate: ~730 at 64 units, ~46 at 256).
         #: Any value gives the same outputs; 0 runs one call per distinct sequence length.
-        self.group_overhead = 3e6 / self._width**2
+        self.group_overhead: float = 3e6 / float(self._width) ** 2
 
     @property
     def num_layers(self) -> int:
@@ -357,13 +357,13 @@ class RecurrentCellModule(nn.Module):
         x = features[:, 0]
         hs, cs = [], []
         for i, layer in enumerate(self.network.layers):
-            rnn = layer.rnn  # type: ignore[union-attr]
+            rnn: nn.LSTM | nn.GRU = layer.rnn  # type: ignore[union-attr,assignment]
             weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
             if layer.is_lstm:  # type: ignore[union-attr]
-                x, c_i = torch.lstm_cell(x, (h[i], c[i]), *weights)
+                x, c_i = torch.lstm_cell(x, (h[i], c[i]), *weights)  # type: ignore[arg-type]
                 cs.append(c_i)
             else:
-                x = torch.gru_cell(x, h[i], *weights)
+                x = torch.gru_cell(x, h[i], *weights)  # type: ignore[arg-type]
             hs.append(x)
         h_out = torch.stack(hs)
         c_out = torch.stack(cs) if cs else torch.zeros_like(h_out)
@@ -582,8 +582,10 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
             ``(n_rows,)`` (``None`` when the distribution has no closed form).
         """
         features = self.extract_features(obs)
+        pi_features: Tensor
+        vf_features: Tensor
         if self.share_features_extractor:
-            pi_features = vf_features = features
+            pi_features = vf_features = features  # type: ignore[assignment]
         else:
             pi_features, vf_features = features
         n_seq = lstm_states.pi[0].shape[1]
@@ -593,12 +595,12 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         prefix = (torch.arange(steps, device=rows.device) < lengths[:, None]).reshape(-1)
         valid_prefix = bool(torch.equal(torch.nonzero(prefix).squeeze(1), rows))
 
-        def run(x: Tensor, states: tuple[Tensor, Tensor], lstm: RecurrentCellModule) -> Tensor:
+        def run(x: Tensor, states: tuple[Tensor, ...], lstm: RecurrentCellModule) -> Tensor:
             if not valid_prefix:
-                return self._process_sequence(x, states, episode_starts, lstm)[0]
+                return self._process_sequence(x, (states[0], states[1]), episode_starts, lstm)[0]
             out = lstm.forward_valid(
                 x.reshape(n_seq, steps, lstm.input_size),
-                states,
+                (states[0], states[1]),
                 episode_starts.reshape(n_seq, steps),
                 lengths,
             )
@@ -610,7 +612,7 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         elif self.shared_lstm:
             latent_vf = latent_pi.detach()
         else:
-            latent_vf = self.critic(vf_features.index_select(0, rows))
+            latent_vf = self.critic(vf_features.index_select(0, rows))  # type: ignore[misc]
         rows_vf = rows if self.lstm_critic is not None or self.shared_lstm else None
         latent_pi = self.mlp_extractor.forward_actor(latent_pi.index_select(0, rows))
         if rows_vf is not None:

@@ -38,7 +38,11 @@ import torch as th
 from gymnasium import spaces
 from sb3_contrib import RecurrentPPO
 from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
-from sb3_contrib.common.recurrent.type_aliases import RecurrentRolloutBufferSamples, RNNStates
+from sb3_contrib.common.recurrent.type_aliases import (
+    RecurrentDictRolloutBufferSamples,
+    RecurrentRolloutBufferSamples,
+    RNNStates,
+)
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -110,7 +114,7 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
         env_change[0, :] = 1.0
         self._env_change = self.swap_and_flatten(env_change)
 
-    def get(
+    def get(  # type: ignore[override]
         self, batch_size: int | None = None
     ) -> Generator[RecurrentRolloutBufferSamples, None, None]:
         assert self.full, "Rollout buffer must be full before sampling from it"
@@ -147,7 +151,7 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
         valid = steps < lengths[:, None]  # (n_seq, max_length)
         inside = np.minimum(seq_start[:, None] + steps, size - 1)
         rows = np.where(valid, batch_inds[inside], n).reshape(-1)  # n: the zero row
-        self.seq_start_indices = seq_start  # as the parent leaves it, for anyone reading it
+        self.seq_start_indices = seq_start  # type: ignore[assignment]  # as the parent leaves it
 
         device = self._tables["scalars"].device
         rows_t = th.as_tensor(rows, device=device)
@@ -218,7 +222,10 @@ class FastRecurrentPPO(RecurrentPPO):
             )
 
     def _evaluate(
-        self, data: RecurrentRolloutBufferSamples, actions: th.Tensor, rows: th.Tensor
+        self,
+        data: RecurrentRolloutBufferSamples | RecurrentDictRolloutBufferSamples,
+        actions: th.Tensor,
+        rows: th.Tensor,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
         """Values ``(n_valid,)``, log-probabilities and entropies at the valid positions ``rows``."""
         at = getattr(self.policy, "evaluate_actions_at", None)
@@ -227,7 +234,7 @@ class FastRecurrentPPO(RecurrentPPO):
                 data.observations, actions, data.lstm_states, data.episode_starts, rows
             )
             return values.flatten(), log_prob, entropy
-        values, log_prob, entropy = self.policy.evaluate_actions(
+        values, log_prob, entropy = self.policy.evaluate_actions(  # type: ignore[call-arg]
             data.observations, actions, data.lstm_states, data.episode_starts
         )
         return (
@@ -254,6 +261,9 @@ class FastRecurrentPPO(RecurrentPPO):
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for data in self.rollout_buffer.get(self.batch_size):
+                assert isinstance(
+                    data, RecurrentRolloutBufferSamples | RecurrentDictRolloutBufferSamples
+                )
                 actions = data.actions.long().flatten() if discrete else data.actions
                 rows = th.nonzero(data.mask > 1e-8).squeeze(1)
                 values, log_prob, entropy = self._evaluate(data, actions, rows)

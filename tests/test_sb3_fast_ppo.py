@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -315,3 +317,21 @@ def test_group_plan_minimises_calls_and_padding() -> None:
     # overhead 20: 3 rows x 32 + 4 rows x 12 (+ 2 calls) beats every other cut
     assert _group_plan(lengths, 20.0) == [(3, 32), (7, 12)]
     assert _group_plan([5, 5, 5], 0.0) == [(3, 5)]
+
+    def cost(plan: list[tuple[int, int]], overhead: float) -> float:
+        begins = [0] + [end for end, _ in plan[:-1]]
+        return sum(
+            overhead + (end - b) * steps for b, (end, steps) in zip(begins, plan, strict=True)
+        )
+
+    # against every way of cutting the 7 sorted rows (brute force over the 2^6 cut sets)
+    for overhead in (0.0, 1.0, 7.5, 20.0, 60.0, 94.0, 113.0, 114.0, 500.0):
+        best = min(
+            cost(
+                [(end, lengths[b]) for b, end in zip([0, *cuts], [*cuts, 7], strict=True)],
+                overhead,
+            )
+            for k in range(7)
+            for cuts in map(list, itertools.combinations(range(1, 7), k))
+        )
+        assert cost(_group_plan(lengths, overhead), overhead) == pytest.approx(best)

@@ -87,6 +87,9 @@ def _group_plan(lengths: list[int], overhead: float) -> list[tuple[int, int]]:
     :param overhead: the cost of one call, in rows x steps.
     :return: ``(end, steps)`` per group: rows ``previous end .. end - 1`` run for ``steps``.
     """
+    # Any cut costs at least one more call and saves at most the padding of a single call.
+    if overhead >= len(lengths) * lengths[0] - sum(lengths):
+        return [(len(lengths), lengths[0])]
     distinct: list[int] = []  # distinct lengths, decreasing
     ends: list[int] = []  # rows up to and including each distinct length
     for i, length in enumerate(lengths):

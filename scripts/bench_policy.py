@@ -40,6 +40,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
 from rl_warmup.sb3.policies import RecurrentCellPolicy
+from rl_warmup.sb3.ppo import FastRecurrentPPO
 
 ENV_ID = "rl_warmup/CartPoleNoVel-v0"
 
@@ -126,8 +127,11 @@ BENCH_ENVS: dict[str, Hyper] = {
 }
 
 
-def _make_model(cell: str | None, hidden: int, hyper: Hyper, seed: int) -> RecurrentPPO:
-    """Stock ``MlpLstmPolicy`` when ``cell`` is ``None``, else ``RecurrentCellPolicy`` with that cell."""
+def _make_model(
+    cell: str | None, hidden: int, hyper: Hyper, seed: int, fast: bool = True
+) -> RecurrentPPO:
+    """Stock ``RecurrentPPO("MlpLstmPolicy")`` when ``cell`` is ``None``, else ``RecurrentCellPolicy``
+    with that cell, trained by ``FastRecurrentPPO`` (``fast``) or by sb3-contrib's ``RecurrentPPO``."""
     env_fn: Callable[[], gym.Env] | str = hyper.env_id
     if hyper.env_id == ENV_ID:
         _, env_fn = _env_factory()
@@ -144,10 +148,13 @@ def _make_model(cell: str | None, hidden: int, hyper: Hyper, seed: int) -> Recur
         "enable_critic_lstm": True,
     }
     policy_class: Any = "MlpLstmPolicy"
+    algorithm: type[RecurrentPPO] = RecurrentPPO
     if cell is not None:
         policy_class = RecurrentCellPolicy
         policy_kwargs["cell"] = cell
-    return RecurrentPPO(
+        if fast:
+            algorithm = FastRecurrentPPO
+    return algorithm(
         policy_class,
         env,
         n_steps=hyper.n_steps,
@@ -215,8 +222,25 @@ class _PhaseTimer:
         model.train = timed_train  # type: ignore[method-assign]
 
 
+def _name(cell: str | None, fast: bool = True) -> str:
+    if cell is None:
+        return "stock MlpLstmPolicy"
+    return f"ours {cell} ({'FastRecurrentPPO' if fast else 'RecurrentPPO'})"
+
+
+def _configs(cells: list[str], loops: list[str]) -> list[tuple[str | None, bool]]:
+    """Stock first, then every cell with every training loop (``fast``: FastRecurrentPPO)."""
+    return [(None, False)] + [(cell, loop == "fast") for cell in cells for loop in loops]
+
+
 def benchmark(
-    cells: list[str], hiddens: list[int], timesteps: int, hyper: Hyper, seed: int, warmup_steps: int
+    cells: list[str],
+    hiddens: list[int],
+    timesteps: int,
+    hyper: Hyper,
+    seed: int,
+    warmup_steps: int,
+    loops: list[str] = ["fast"],  # noqa: B006
 ) -> list[Timing]:
     """Time every configuration, interleaved: in each round every model learns one rollout's worth
     of steps in turn, so that a load change on the machine hits all of them alike."""
@@ -224,8 +248,8 @@ def benchmark(
     chunk = hyper.n_envs * hyper.n_steps
     rounds = max(1, timesteps // chunk)
     for hidden in hiddens:
-        configs = [None, *cells]
-        models = [_make_model(cell, hidden, hyper, seed) for cell in configs]
+        configs = _configs(cells, loops)
+        models = [_make_model(cell, hidden, hyper, seed, fast) for cell, fast in configs]
         for model in models:  # untimed: the first iterations pay one-off costs
             model.learn(max(warmup_steps, 1))
         timers = [_PhaseTimer(model) for model in models]
@@ -236,13 +260,12 @@ def benchmark(
                 start = time.perf_counter()
                 model.learn(chunk, reset_num_timesteps=False)
                 totals[i] += time.perf_counter() - start
-        for cell, model, timer, total, before in zip(
+        for (cell, fast), model, timer, total, before in zip(
             configs, models, timers, totals, steps, strict=True
         ):
-            name = "stock MlpLstmPolicy" if cell is None else f"RecurrentCellPolicy {cell}"
             rows.append(
                 Timing(
-                    name,
+                    _name(cell, fast),
                     hyper.env_id.removeprefix("rl_warmup/"),
                     hidden,
                     model.num_timesteps - before,
@@ -256,39 +279,46 @@ def benchmark(
 
 def print_table(rows: list[Timing]) -> None:
     stock = {(r.env, r.hidden): r for r in rows if r.name.startswith("stock")}
-    header = f"{'environment':<20} {'policy':<28} {'hidden':>6} {'steps':>7} {'steps/s':>9} {'speed-up':>8} {'rollout s':>9} {'train s':>8} {'train %':>7}"
+    header = f"{'environment':<20} {'policy':<30} {'hidden':>6} {'steps':>7} {'steps/s':>9} {'speed-up':>8} {'rollout s':>9} {'train s':>8} {'train %':>7}"
     print(header)
     print("-" * len(header))
     for r in rows:
         ref = stock.get((r.env, r.hidden))
         speedup = f"{r.steps_per_s / ref.steps_per_s:.2f}x" if ref else "-"
         print(
-            f"{r.env:<20} {r.name:<28} {r.hidden:>6} {r.steps:>7} {r.steps_per_s:>9.0f} {speedup:>8} "
+            f"{r.env:<20} {r.name:<30} {r.hidden:>6} {r.steps:>7} {r.steps_per_s:>9.0f} {speedup:>8} "
             f"{r.rollout_s:>9.2f} {r.train_s:>8.2f} {100 * r.train_s / r.total_s:>6.0f}%"
         )
 
 
 def breakdown(
-    cells: list[str], hiddens: list[int], hyper: Hyper, seed: int, repeats: int = 5
+    cells: list[str],
+    hiddens: list[int],
+    hyper: Hyper,
+    seed: int,
+    repeats: int = 5,
+    loops: list[str] = ["fast"],  # noqa: B006
 ) -> None:
     """Where one PPO update's time goes (ms per minibatch), after a short training run.
 
-    ``sample``: the rollout buffer building the padded minibatch (sb3-contrib code, the same for
-    every policy); ``forward``: ``evaluate_actions``; ``backward``; ``optimizer``: gradient
-    clipping and Adam; ``rollout step``: one ``collect_rollouts`` step (``n_envs`` env steps).
+    ``sample``: the rollout buffer building the padded minibatch (sb3-contrib's
+    ``RecurrentRolloutBuffer``, or ``SequenceRolloutBuffer`` under ``FastRecurrentPPO``);
+    ``forward``: the policy's evaluation (``evaluate_actions``, or ``FastRecurrentPPO``'s on the
+    valid positions) and a simplified loss; ``backward``; ``optimizer``: gradient clipping and
+    the model's Adam; ``rollout step``: one ``collect_rollouts`` step (``n_envs`` env steps).
     """
     from stable_baselines3.common.callbacks import CallbackList
 
     parts = ("sample", "forward", "backward", "optimizer")
     print(
-        f"{'policy':<28} {'hidden':>6} "
+        f"{'policy':<30} {'hidden':>6} "
         + " ".join(f"{p:>9}" for p in parts)
         + f" {'update':>8} {'rollout step':>12}"
     )
     for hidden in hiddens:
-        for cell in [None, *cells]:
-            name = "stock MlpLstmPolicy" if cell is None else f"RecurrentCellPolicy {cell}"
-            model = _make_model(cell, hidden, hyper, seed)
+        for cell, fast in _configs(cells, loops):
+            name = _name(cell, fast)
+            model = _make_model(cell, hidden, hyper, seed, fast)
             model.learn(2 * hyper.n_envs * hyper.n_steps)
             callback = CallbackList([])
             callback.init_callback(model)
@@ -305,14 +335,23 @@ def breakdown(
                 for data in model.rollout_buffer.get(hyper.batch_size):
                     t1 = time.perf_counter()
                     actions = data.actions.long().flatten()  # CartPole: Discrete
-                    values, log_prob, entropy = model.policy.evaluate_actions(
-                        data.observations, actions, data.lstm_states, data.episode_starts
-                    )
-                    mask = data.mask > 1e-8
-                    loss = ((values.flatten() - data.returns) ** 2)[mask].mean() - (
-                        log_prob * data.advantages
-                    )[mask].mean()
-                    loss = loss - entropy[mask].mean()
+                    if isinstance(model, FastRecurrentPPO):
+                        rows = torch.nonzero(data.mask > 1e-8).squeeze(1)
+                        values, log_prob, entropy = model._evaluate(data, actions, rows)
+                        loss = (
+                            ((values - data.returns[rows]) ** 2).mean()
+                            - (log_prob * data.advantages[rows]).mean()
+                            - entropy.mean()  # type: ignore[union-attr]
+                        )
+                    else:
+                        values, log_prob, entropy = model.policy.evaluate_actions(
+                            data.observations, actions, data.lstm_states, data.episode_starts
+                        )
+                        mask = data.mask > 1e-8
+                        loss = ((values.flatten() - data.returns) ** 2)[mask].mean() - (
+                            log_prob * data.advantages
+                        )[mask].mean()
+                        loss = loss - entropy[mask].mean()
                     t2 = time.perf_counter()
                     model.policy.optimizer.zero_grad()
                     loss.backward()
@@ -330,7 +369,7 @@ def breakdown(
                     best[p] = min(best[p], spent[p] / n)
             update = sum(best[p] for p in parts)
             print(
-                f"{name:<28} {hidden:>6} "
+                f"{name:<30} {hidden:>6} "
                 + " ".join(f"{1e3 * best[p]:>9.2f}" for p in parts)
                 + f" {1e3 * update:>8.2f} {1e3 * best['rollout']:>12.2f}"
             )
@@ -349,7 +388,7 @@ def parity(
     print(
         f"parity on {_env_factory()[0]}: {timesteps} steps per run, zoo settings, lstm 64, {mode}"
     )
-    stock_name, ours_name = "stock MlpLstmPolicy", f"RecurrentCellPolicy {cell}"
+    stock_name, ours_name = _name(None), _name(cell)
     results: dict[str, list[float]] = {stock_name: [], ours_name: []}
     for seed in seeds:
         stock = _make_model(None, 64, hyper, seed)
@@ -364,12 +403,12 @@ def parity(
             value = float(np.mean(returns)) if returns else float("nan")
             results[name].append(value)
             print(
-                f"  seed {seed} {name:<28} final mean return {value:7.1f}  ({time.perf_counter() - start:.0f} s)",
+                f"  seed {seed} {name:<30} final mean return {value:7.1f}  ({time.perf_counter() - start:.0f} s)",
                 flush=True,
             )
     for name, values in results.items():
         print(
-            f"{name:<28} mean over seeds {np.mean(values):7.1f} ± {np.std(values):5.1f}  {[round(v, 1) for v in values]}"
+            f"{name:<30} mean over seeds {np.mean(values):7.1f} ± {np.std(values):5.1f}  {[round(v, 1) for v in values]}"
         )
 
 
@@ -400,6 +439,14 @@ def main() -> None:
         choices=sorted(BENCH_ENVS),
         help="environments to time (cartpole: CartPole-NoVel, zoo settings; tmaze50, passive500: "
         "the package's presets)",
+    )
+    parser.add_argument(
+        "--loops",
+        nargs="+",
+        default=["fast"],
+        choices=["fast", "stock"],
+        help="training loops for the package's policy: fast (FastRecurrentPPO) and/or stock "
+        "(sb3-contrib's RecurrentPPO); the stock policy is always trained by RecurrentPPO",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -440,12 +487,12 @@ def main() -> None:
         # at least one full rollout per model, so that every timed step includes its update
         steps = max(args.timesteps, env_hyper.n_envs * env_hyper.n_steps)
         warm = max(args.warmup_steps, env_hyper.n_envs * env_hyper.n_steps)
-        rows += benchmark(args.cells, args.hidden, steps, env_hyper, args.seed, warm)
+        rows += benchmark(args.cells, args.hidden, steps, env_hyper, args.seed, warm, args.loops)
     print()
     print_table(rows)
     if args.breakdown:
         print()
-        breakdown(args.cells, args.hidden, hyper, args.seed)
+        breakdown(args.cells, args.hidden, hyper, args.seed, loops=args.loops)
 
 
 if __name__ == "__main__":

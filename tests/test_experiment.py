@@ -190,6 +190,7 @@ def test_ctrl_c_keeps_a_checkpoint_at_the_rollout_start_and_resume_ends_at_the_s
     from stable_baselines3.common.callbacks import BaseCallback
 
     from rl_warmup.experiment import TrainConfig, train
+    from rl_warmup.sb3.ppo import FastRecurrentPPO, SequenceRolloutBuffer
 
     class CtrlC(BaseCallback):
         def _on_step(self) -> bool:
@@ -197,10 +198,19 @@ def test_ctrl_c_keeps_a_checkpoint_at_the_rollout_start_and_resume_ends_at_the_s
                 raise KeyboardInterrupt
             return True
 
+    seen: list[tuple[type, type]] = []
+
+    class Seen(BaseCallback):  # which algorithm trains, fresh and resumed
+        def _on_training_start(self) -> None:
+            seen.append((type(self.model), type(self.model.rollout_buffer)))
+
+        def _on_step(self) -> bool:
+            return True
+
     config = TrainConfig.from_dict({**TINY, "vaa_every": 0, "warmup": "full", "output_dir": str(tmp_path),
                                     "progress_bar": False, "tensorboard": False})
     with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[CtrlC()])
+        train(config, callbacks=[Seen(), CtrlC()])
     state = json.loads((config.run_dir / "checkpoints" / "state.json").read_text())
     assert state["num_timesteps"] == 128  # the start of the interrupted rollout
     assert not (config.run_dir / "error.txt").exists()
@@ -208,8 +218,9 @@ def test_ctrl_c_keeps_a_checkpoint_at_the_rollout_start_and_resume_ends_at_the_s
         train(config)
     with pytest.raises(ValueError, match="n_epochs"):
         train(config.replace(resume=True, n_epochs=2))
-    result = train(config.replace(resume=True))
+    result = train(config.replace(resume=True), callbacks=[Seen()])
     assert result.num_timesteps == 256 and result.resumed_from == [128]
+    assert seen == [(FastRecurrentPPO, SequenceRolloutBuffer)] * 2
 
 
 def test_scripts_fail_clearly_on_unknown_environment_or_cell(tmp_path: Path) -> None:

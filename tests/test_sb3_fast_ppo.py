@@ -1,0 +1,337 @@
+"""FastRecurrentPPO and SequenceRolloutBuffer: the same minibatches and updates as RecurrentPPO."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import SimpleMultiObsEnv
+from stable_baselines3.common.logger import Logger
+
+from rl_warmup.sb3 import FastRecurrentPPO, RecurrentCellMultiInputPolicy, RecurrentCellPolicy
+from rl_warmup.sb3.ppo import SequenceRolloutBuffer
+
+_BUFFER_FIELDS = (
+    "observations",
+    "actions",
+    "rewards",
+    "returns",
+    "episode_starts",
+    "values",
+    "log_probs",
+    "advantages",
+    "hidden_states_pi",
+    "cell_states_pi",
+    "hidden_states_vf",
+    "cell_states_vf",
+)
+
+
+def _filled_buffers(
+    action_space: spaces.Space, n_steps: int = 20, n_envs: int = 3, seed: int = 0
+) -> tuple[RecurrentRolloutBuffer, SequenceRolloutBuffer]:
+    """Stock and fast buffers filled with the same random transitions, episode starts inside."""
+    rng = np.random.default_rng(seed)
+    obs_space = spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
+    shape = (n_steps, 2, n_envs, 4)  # (n_steps, num_layers, n_envs, hidden)
+    buffers = (
+        RecurrentRolloutBuffer(n_steps, obs_space, action_space, shape, "cpu", n_envs=n_envs),
+        SequenceRolloutBuffer(n_steps, obs_space, action_space, shape, "cpu", n_envs=n_envs),
+    )
+    action_space.seed(seed)
+    for _ in range(n_steps):
+        obs = rng.normal(size=(n_envs, 3)).astype(np.float32)
+        action = np.stack([action_space.sample() for _ in range(n_envs)])
+        if isinstance(action_space, spaces.Discrete):
+            action = action.reshape(-1, 1)
+        reward = rng.normal(size=n_envs).astype(np.float32)
+        start = rng.random(n_envs) < 0.15
+        value = torch.as_tensor(rng.normal(size=(n_envs, 1)), dtype=torch.float32)
+        log_prob = torch.as_tensor(rng.normal(size=n_envs), dtype=torch.float32)
+        states = [torch.as_tensor(rng.normal(size=shape[1:]), dtype=torch.float32) for _ in "abcd"]
+        for buffer in buffers:
+            buffer.add(
+                obs,
+                action,
+                reward,
+                start,
+                value,
+                log_prob,
+                lstm_states=RNNStates((states[0], states[1]), (states[2], states[3])),
+            )
+    last = torch.as_tensor(rng.normal(size=(n_envs, 1)), dtype=torch.float32)
+    dones = rng.random(n_envs) < 0.2
+    for buffer in buffers:
+        buffer.compute_returns_and_advantage(last_values=last, dones=dones)
+    return buffers
+
+
+@pytest.mark.parametrize(
+    "action_space",
+    [spaces.Discrete(3), spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)],
+    ids=["discrete", "box"],
+)
+@pytest.mark.parametrize("batch_size", [None, 7, 16, 60])
+def test_buffer_yields_stocks_minibatches(
+    action_space: spaces.Space, batch_size: int | None
+) -> None:
+    stock, fast = _filled_buffers(action_space)
+    assert stock.episode_starts.sum() >= 3
+    for epoch in range(3):  # several epochs: different random splits, tensors built once
+        np.random.seed(epoch)
+        expected = list(stock.get(batch_size))
+        np.random.seed(epoch)
+        got = list(fast.get(batch_size))
+        assert len(got) == len(expected) == -(-60 // (batch_size or 60))
+        for a, b in zip(got, expected, strict=True):
+            for name in b._fields:
+                x, y = getattr(a, name), getattr(b, name)
+                if name == "lstm_states":
+                    pairs = list(zip(x.pi + x.vf, y.pi + y.vf, strict=True))
+                else:
+                    pairs = [(x, y)]
+                for u, v in pairs:
+                    assert u.dtype == v.dtype and u.shape == v.shape, name
+                    assert torch.equal(u, v), name
+        # padding exists in these minibatches, so the zero row is really exercised
+        assert any(float(b.mask.min()) == 0.0 for b in expected)
+
+
+def _pair(
+    policy: object, policy_kwargs: dict, env_id: str = "CartPole-v1", **kwargs: object
+) -> tuple[RecurrentPPO, FastRecurrentPPO]:
+    """Stock and fast models with the same weights and the same filled rollout buffer."""
+    common = {"n_steps": 32, "batch_size": 24, "n_epochs": 3, "seed": 0, **kwargs}
+    env = make_vec_env(env_id, n_envs=2, seed=0)
+    stock = RecurrentPPO(policy, env, policy_kwargs=policy_kwargs, **common)  # type: ignore[arg-type]
+    env = make_vec_env(env_id, n_envs=2, seed=0)
+    fast = FastRecurrentPPO(policy, env, policy_kwargs=policy_kwargs, **common)  # type: ignore[arg-type]
+    fast.policy.load_state_dict(stock.policy.state_dict())
+    for model in (stock, fast):
+        model.set_logger(Logger(None, []))
+    _, callback = stock._setup_learn(64, None)
+    stock.collect_rollouts(stock.env, callback, stock.rollout_buffer, stock.n_steps)  # type: ignore[arg-type]
+    for name in _BUFFER_FIELDS:
+        setattr(fast.rollout_buffer, name, getattr(stock.rollout_buffer, name).copy())
+    fast.rollout_buffer.full = True
+    fast.rollout_buffer.generator_ready = False
+    fast._current_progress_remaining = stock._current_progress_remaining
+    assert stock.rollout_buffer.episode_starts.sum() >= 1
+    return stock, fast
+
+
+@pytest.mark.parametrize(
+    ("policy", "policy_kwargs", "env_id", "kwargs"),
+    [
+        ("MlpLstmPolicy", {"lstm_hidden_size": 16}, "CartPole-v1", {}),
+        (
+            RecurrentCellPolicy,
+            {"cell": "lstm", "lstm_hidden_size": 16, "n_lstm_layers": 2},
+            "CartPole-v1",
+            {},
+        ),
+        (
+            RecurrentCellPolicy,
+            {
+                "cell": "gru",
+                "lstm_hidden_size": 16,
+                "shared_lstm": True,
+                "enable_critic_lstm": False,
+            },
+            "CartPole-v1",
+            {"clip_range_vf": 0.1},
+        ),
+        (
+            RecurrentCellPolicy,
+            {"cell": "mgu", "lstm_hidden_size": 16, "enable_critic_lstm": False},
+            "Pendulum-v1",
+            {"ent_coef": 0.01},
+        ),
+        (
+            RecurrentCellPolicy,
+            {"cell": "lstm", "lstm_hidden_size": 16},
+            "Pendulum-v1",
+            {"target_kl": 1e-6},
+        ),
+    ],
+    ids=[
+        "stock-policy",
+        "lstm-2-layers",
+        "gru-shared-vf-clip",
+        "mgu-no-critic-rnn-box",
+        "lstm-box-target-kl",
+    ],
+)
+def test_train_reproduces_stock_train(
+    policy: object, policy_kwargs: dict, env_id: str, kwargs: dict
+) -> None:
+    """Same buffer, weights and random numbers: FastRecurrentPPO.train updates like RecurrentPPO.train."""
+    stock, fast = _pair(policy, policy_kwargs, env_id, **kwargs)
+    initial = {n: v.clone() for n, v in stock.policy.state_dict().items()}
+    assert fast.policy.optimizer.param_groups[0]["fused"] is True
+    assert (
+        fast.policy.optimizer.param_groups[0]["eps"]
+        == stock.policy.optimizer.param_groups[0]["eps"]
+    )
+    # a second call: Adam's state carries over, the buffer's tensors are rebuilt for the rollout
+    for _ in range(2):
+        np.random.seed(1)
+        stock.train()
+        np.random.seed(1)
+        fast.train()
+        assert fast._n_updates == stock._n_updates
+    trained = stock.policy.state_dict()
+    for name, value in trained.items():
+        torch.testing.assert_close(fast.policy.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+    assert sum(not torch.equal(trained[n], initial[n]) for n in initial) >= len(initial) // 2
+    logged, expected = fast.logger.name_to_value, stock.logger.name_to_value
+    for key in (
+        "entropy_loss",
+        "policy_gradient_loss",
+        "value_loss",
+        "approx_kl",
+        "clip_fraction",
+        "loss",
+    ):
+        assert logged[f"train/{key}"] == pytest.approx(
+            expected[f"train/{key}"], rel=1e-4, abs=1e-7
+        ), key
+    if "target_kl" in kwargs:  # stopped at the first minibatch of the first epoch, like stock
+        assert stock._n_updates == 2 and logged["train/early_stop_epoch"] == 0
+
+
+@pytest.mark.parametrize(
+    ("cell", "overhead"), [("gru", None), ("lstm", None), ("lstm", 0.0), ("lstm", 10.0)]
+)
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_evaluate_actions_at_equals_evaluate_actions(
+    env_id: str, cell: str, overhead: float | None
+) -> None:
+    """Heads on the valid rows only; LSTM sequences grouped by length (overhead 0: one call per
+    distinct length) give the outputs and gradients of the full padded evaluation."""
+    policy_kwargs = {"cell": cell, "lstm_hidden_size": 16, "n_lstm_layers": 2}
+    _, fast = _pair(RecurrentCellPolicy, policy_kwargs, env_id)
+    if overhead is not None:
+        fast.policy.lstm_actor.group_overhead = fast.policy.lstm_critic.group_overhead = overhead
+    np.random.seed(0)
+    padded = 0
+    for data in fast.rollout_buffer.get(24):
+        actions = data.actions.long().flatten() if env_id == "CartPole-v1" else data.actions
+        rows = torch.nonzero(data.mask > 0).squeeze(1)
+        padded += len(data.mask) - len(rows)
+        args = (data.observations, actions, data.lstm_states, data.episode_starts)
+        full = fast.policy.evaluate_actions(*args)
+        at = fast.policy.evaluate_actions_at(*args, rows)
+        for a, b in zip(at, full, strict=True):
+            torch.testing.assert_close(a, b[rows], rtol=1e-6, atol=1e-6)
+        grads = []
+        for values, log_prob, entropy in (at, [x[rows] for x in full]):
+            fast.policy.zero_grad()
+            (values.sum() + log_prob.sum() + entropy.sum()).backward()
+            grads.append([p.grad.clone() for p in fast.policy.parameters() if p.grad is not None])
+        for a, b in zip(*grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert padded > 0  # the padded positions were really left out
+
+
+def test_save_load_with_either_class(tmp_path) -> None:
+    model = FastRecurrentPPO(
+        RecurrentCellPolicy,
+        make_vec_env("CartPole-v1", n_envs=2, seed=0),
+        n_steps=16,
+        batch_size=16,
+        n_epochs=2,
+        policy_kwargs={"cell": "gru", "lstm_hidden_size": 8},
+        seed=0,
+    )
+    model.learn(64)
+    path = tmp_path / "fast.zip"
+    model.save(path)
+    for cls in (RecurrentPPO, FastRecurrentPPO):
+        loaded = cls.load(path, env=make_vec_env("CartPole-v1", n_envs=2, seed=1))
+        assert type(loaded) is cls
+        for a, b in zip(
+            loaded.policy.state_dict().values(), model.policy.state_dict().values(), strict=True
+        ):
+            assert torch.equal(a, b)
+        rng = np.random.default_rng(0)
+        state_a = state_b = None
+        for t in range(8):
+            obs = rng.normal(size=(2, 4)).astype(np.float32)
+            start = np.array([t == 0, t == 4])
+            act_a, state_a = model.predict(obs, state_a, start, deterministic=True)
+            act_b, state_b = loaded.predict(obs, state_b, start, deterministic=True)
+            assert np.array_equal(act_a, act_b) and np.array_equal(state_a[0], state_b[0])
+        loaded.learn(32)  # trains on after loading, with either loop
+    fast = FastRecurrentPPO.load(path)
+    assert isinstance(fast.rollout_buffer, SequenceRolloutBuffer)
+    assert fast.policy.optimizer.param_groups[0]["fused"] is True
+
+
+def test_dict_observations_keep_sb3_contribs_buffer() -> None:
+    model = FastRecurrentPPO(
+        RecurrentCellMultiInputPolicy,
+        SimpleMultiObsEnv(),
+        n_steps=16,
+        batch_size=8,
+        n_epochs=2,
+        policy_kwargs={"cell": "lstm", "lstm_hidden_size": 8},
+        seed=0,
+    )
+    before = {n: p.clone() for n, p in model.policy.named_parameters()}
+    model.learn(32)
+    assert not isinstance(model.rollout_buffer, SequenceRolloutBuffer)
+    assert model._n_updates == 4
+    assert any(not torch.equal(p, before[n]) for n, p in model.policy.named_parameters())
+
+
+def test_fused_optimizer_can_be_turned_off() -> None:
+    model = FastRecurrentPPO(
+        "MlpLstmPolicy", "CartPole-v1", n_steps=8, batch_size=8, fused_optimizer=False
+    )
+    assert not model.policy.optimizer.param_groups[0]["fused"]
+    kept = FastRecurrentPPO(
+        "MlpLstmPolicy",
+        "CartPole-v1",
+        n_steps=8,
+        batch_size=8,
+        policy_kwargs={"optimizer_kwargs": {"foreach": True}},
+    )
+    assert kept.policy.optimizer.param_groups[0]["foreach"] is True
+    assert not kept.policy.optimizer.param_groups[0]["fused"]
+
+
+def test_group_plan_minimises_calls_and_padding() -> None:
+    from rl_warmup.sb3.policies import _group_plan
+
+    lengths = [32, 32, 30, 12, 10, 10, 3]
+    assert _group_plan(lengths, 1e9) == [(7, 32)]  # calls too dear: one padded call
+    assert _group_plan(lengths, 0.0) == [(2, 32), (3, 30), (4, 12), (6, 10), (7, 3)]
+    # overhead 20: 3 rows x 32 + 4 rows x 12 (+ 2 calls) beats every other cut
+    assert _group_plan(lengths, 20.0) == [(3, 32), (7, 12)]
+    assert _group_plan([5, 5, 5], 0.0) == [(3, 5)]
+
+    def cost(plan: list[tuple[int, int]], overhead: float) -> float:
+        begins = [0] + [end for end, _ in plan[:-1]]
+        return sum(
+            overhead + (end - b) * steps for b, (end, steps) in zip(begins, plan, strict=True)
+        )
+
+    # against every way of cutting the 7 sorted rows (brute force over the 2^6 cut sets)
+    for overhead in (0.0, 1.0, 7.5, 20.0, 60.0, 94.0, 113.0, 114.0, 500.0):
+        best = min(
+            cost(
+                [(end, lengths[b]) for b, end in zip([0, *cuts], [*cuts, 7], strict=True)],
+                overhead,
+            )
+            for k in range(7)
+            for cuts in map(list, itertools.combinations(range(1, 7), k))
+        )
+        assert cost(_group_plan(lengths, overhead), overhead) == pytest.approx(best)

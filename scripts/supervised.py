@@ -80,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
             )
             continue
         optional = type(None) in typing.get_args(hints[f.name])
+        aliases = ["--mnist-dir"] if f.name == "data_dir" else []
         cfg.add_argument(
             flag,
+            *aliases,
             type=_none_or(kind) if optional else kind,
             choices=choices,
             default=None,

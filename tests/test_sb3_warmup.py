@@ -166,7 +166,7 @@ def test_uniform_policy_is_seeded() -> None:
 def test_learn_with_callbacks_writes_vaa_to_csv(tmp_path: object) -> None:
     model = _tmaze_model()
     model.set_logger(configure(str(tmp_path), ["csv"]))
-    logger_cb = VAALoggerCallback(every_n_rollouts=2, n=20, settle_steps=200, n_episodes=16)
+    logger_cb = VAALoggerCallback(every_n_rollouts=2, n=20, settle_steps=200, n_episodes=16, max_overhead=None)
     warm_cb = WarmupCallback(WarmupConfig(steps=5, seed=0), n_episodes=16)
     model.learn(32 * 4, callback=[warm_cb, logger_cb])
     assert warm_cb.results is not None and set(warm_cb.results) == {"actor", "critic"}
@@ -186,9 +186,32 @@ def test_learn_with_callbacks_writes_vaa_to_csv(tmp_path: object) -> None:
 
 def test_logger_from_latest_rollout() -> None:
     model = _tmaze_model()
-    cb = VAALoggerCallback(every_n_rollouts=1, source="rollout", n=10, settle_steps=50)
+    cb = VAALoggerCallback(every_n_rollouts=1, source="rollout", n=10, settle_steps=50, max_overhead=None)
     model.learn(32, callback=cb)
     assert len(cb.history) == 1 and 0 < cb.history[0]["vaa/actor"] <= 1
+
+
+def test_logger_postpones_measures_beyond_its_time_budget() -> None:
+    cb = VAALoggerCallback(every_n_rollouts=1, max_overhead=0.05)
+    cb._training_start = 100.0
+    assert cb.within_budget(now=100.0)  # nothing spent yet
+    cb.seconds, cb._last_cost = 1.0, 1.0  # one measure of 1 s so far
+    assert not cb.within_budget(now=100.0 + 39.0)  # 2 s would be 5.1 % of 39 s
+    assert cb.within_budget(now=100.0 + 40.0)  # 5.0 % of 40 s
+    assert VAALoggerCallback(max_overhead=None).within_budget(now=0.0)
+    with pytest.raises(ValueError, match="max_overhead"):
+        VAALoggerCallback(max_overhead=0.0)
+
+
+def test_logger_budget_in_a_real_run() -> None:
+    """A tiny budget postpones every measure after the first; without a budget each rollout measures."""
+    model = _tmaze_model()
+    tight = VAALoggerCallback(every_n_rollouts=1, source="rollout", n=10, settle_steps=2000, max_overhead=1e-6)
+    model.learn(32 * 3, callback=tight)
+    assert len(tight.history) <= 1 and tight.postponed >= 2
+    free = VAALoggerCallback(every_n_rollouts=1, source="rollout", n=10, settle_steps=50, max_overhead=None)
+    model.learn(32 * 3, callback=free, reset_num_timesteps=False)
+    assert len(free.history) == 3 and free.postponed == 0
 
 
 def test_clear_errors() -> None:

@@ -35,6 +35,11 @@ class VAALoggerCallback(BaseCallback):
     :param env: where to collect the fixed set (the model's env when ``None``).
     :param policy: rollout policy of the fixed set (see ``collect_episodes``).
     :param seed: seed of the fixed set and of the measures (same draws at every measure).
+    :param max_overhead: bound on the callback's share of the training wall time. A due measure
+        is postponed (to the next rollout end, and so on) while the time already spent plus the
+        cost of the previous measure exceeds this fraction of the time since training started;
+        ``None`` measures exactly every ``every_n_rollouts`` rollouts. With a fast training loop
+        one exact VAA (``settle_steps`` cell steps) can cost as much as ten rollouts.
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class VAALoggerCallback(BaseCallback):
         env: VecEnv | gym.Env | str | None = None,
         policy: str | ActionPolicy = "auto",
         seed: int = 0,
+        max_overhead: float | None = 0.05,
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
@@ -59,6 +65,8 @@ class VAALoggerCallback(BaseCallback):
             raise ValueError(f"source must be 'fixed' or 'rollout', got {source!r}")
         if n < 2 or settle_steps < 1 or star_settle_steps < 0:
             raise ValueError("need n >= 2, settle_steps >= 1 and star_settle_steps >= 0")
+        if max_overhead is not None and not 0 < max_overhead <= 1:
+            raise ValueError(f"max_overhead must lie in (0, 1] or be None, got {max_overhead}")
         self.every_n_rollouts = every_n_rollouts
         self.source = source
         self.n = n
@@ -69,13 +77,21 @@ class VAALoggerCallback(BaseCallback):
         self.env = env
         self.policy = policy
         self.seed = seed
+        self.max_overhead = max_overhead
         self.sequences: dict[str, list[Tensor]] | None = None
         self.n_rollouts = 0
         self.history: list[dict[str, float]] = []
         self.seconds = 0.0
         """Seconds spent by the callback in all (collection of the fixed set and measures)."""
+        self.postponed = 0
+        """Rollout ends at which a due measure was postponed by ``max_overhead``."""
+        self._pending = False
+        self._last_cost = 0.0
+        self._training_start: float | None = None
 
     def _on_training_start(self) -> None:
+        if self._training_start is None:
+            self._training_start = time.perf_counter()
         if self.source == "fixed" and self.sequences is None:
             start = time.perf_counter()
             self.sequences = collect_policy_sequences(
@@ -117,13 +133,27 @@ class VAALoggerCallback(BaseCallback):
                     values[f"vaa_star/{role}_l{layer}"] = v
         elapsed = time.perf_counter() - start
         self.seconds += elapsed
+        self._last_cost = elapsed
         values["vaa/seconds"] = elapsed
         return values
 
+    def within_budget(self, now: float | None = None) -> bool:
+        """Whether a measure now keeps the callback within ``max_overhead`` of the wall time."""
+        if self.max_overhead is None or self._training_start is None:
+            return True
+        now = time.perf_counter() if now is None else now
+        return self.seconds + self._last_cost <= self.max_overhead * (now - self._training_start)
+
     def _on_rollout_end(self) -> None:
         self.n_rollouts += 1
-        if (self.n_rollouts - 1) % self.every_n_rollouts:
+        if (self.n_rollouts - 1) % self.every_n_rollouts == 0:
+            self._pending = True
+        if not self._pending:
             return
+        if not self.within_budget():
+            self.postponed += 1
+            return
+        self._pending = False
         values = self.measure()
         for key, value in values.items():
             self.logger.record(key, value)

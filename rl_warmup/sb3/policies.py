@@ -560,6 +560,87 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         outputs, states = lstm(sequences, lstm_states, starts)
         return outputs.reshape(-1, outputs.shape[-1]), states
 
+    @staticmethod
+    def _rollout_recurrent_step(
+        features: Tensor,
+        lstm_states: tuple[Tensor, Tensor],
+        episode_starts: Tensor,
+        lstm: RecurrentCellModule,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """:meth:`_process_sequence` for one step of every environment (``seq_len`` 1).
+
+        For stacks of single LSTM / GRU layers this goes straight to the cell kernels
+        (:meth:`RecurrentCellModule._step_direct`) with the same zeroing of the states where an
+        episode starts, hence the same outputs, without the reshapes and checks of the general
+        path; other cells take :meth:`_process_sequence`.
+
+        :param features: ``(n_envs, features_dim)``.
+        :param lstm_states: ``(h, c)`` storage, each ``(num_layers, n_envs, hidden_size)``.
+        :param episode_starts: ``(n_envs,)`` float, 1 where the state is reset before the step.
+        :return: outputs ``(n_envs, output_size)`` and the ``(h, c)`` storage after the step.
+        """
+        h, c = lstm_states
+        if not lstm._direct or h.shape[1] != features.shape[0]:
+            return RecurrentCellPolicy._process_sequence(
+                features, lstm_states, episode_starts, lstm
+            )
+        keep = (1.0 - episode_starts).to(h.dtype)[None, :, None]  # (1, n_envs, 1)
+        out, states = lstm._step_direct(features[:, None], h * keep, c * keep)
+        return out[:, 0], states
+
+    def rollout_step(
+        self, obs: Tensor, lstm_states: RNNStates, episode_starts: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, RNNStates]:
+        """:meth:`forward` (``deterministic=False``) for one rollout step, with less overhead.
+
+        The same computation and the same draws from torch's random generator as ``forward``
+        (hence the same actions for the same generator state): for a ``Discrete`` action space the
+        action is drawn as ``torch.distributions.Categorical(logits=...).sample()`` draws it (one
+        ``torch.multinomial`` on the normalised probabilities) and its log-probability is read
+        from the normalised logits, without building the distribution; other action spaces go
+        through sb3's distribution. Used by :meth:`FastRecurrentPPO.collect_rollouts
+        <rl_warmup.sb3.ppo.FastRecurrentPPO.collect_rollouts>`; call it under ``torch.no_grad()``.
+
+        :param obs: ``(n_envs, *obs_shape)`` observations.
+        :param lstm_states: states before the step, each ``(num_layers, n_envs, hidden_size)``.
+        :param episode_starts: ``(n_envs,)`` float, 1 where an episode starts at this step.
+        :return: actions ``(n_envs, *action_shape)``, values ``(n_envs, 1)``, log-probabilities
+            ``(n_envs,)`` and the states after the step.
+        """
+        features = self.extract_features(obs)
+        pi_features: Tensor
+        vf_features: Tensor
+        if self.share_features_extractor:
+            pi_features = vf_features = features  # type: ignore[assignment]
+        else:
+            pi_features, vf_features = features
+        step = self._rollout_recurrent_step
+        latent_pi, states_pi = step(pi_features, lstm_states.pi, episode_starts, self.lstm_actor)
+        if self.lstm_critic is not None:
+            latent_vf, states_vf = step(
+                vf_features, lstm_states.vf, episode_starts, self.lstm_critic
+            )
+        elif self.shared_lstm:
+            latent_vf = latent_pi.detach()
+            states_vf = (states_pi[0].detach(), states_pi[1].detach())
+        else:
+            latent_vf = self.critic(vf_features)  # type: ignore[misc]
+            states_vf = states_pi
+        latent_pi = self.mlp_extractor.forward_actor(latent_pi)
+        values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
+        if isinstance(self.action_dist, CategoricalDistribution):
+            logits = self.action_net(latent_pi)
+            logits = logits - logits.logsumexp(dim=-1, keepdim=True)  # Categorical's normalisation
+            actions = torch.multinomial(torch.softmax(logits, dim=-1), 1, True)  # (n_envs, 1)
+            log_prob = logits.gather(-1, actions).squeeze(-1)
+            actions = actions.reshape(-1)
+        else:
+            distribution = self._get_action_dist_from_latent(latent_pi)
+            actions = distribution.get_actions(deterministic=False)
+            log_prob = distribution.log_prob(actions)
+            actions = actions.reshape((-1, *self.action_space.shape))  # type: ignore[misc]
+        return actions, values, log_prob, RNNStates(states_pi, states_vf)
+
     def evaluate_actions_at(
         self,
         obs: Tensor,

@@ -360,8 +360,14 @@ class RecurrentCellModule(nn.Module):
         x = features[:, 0]
         hs, cs = [], []
         for i, layer in enumerate(self.network.layers):
-            rnn: nn.LSTM | nn.GRU = layer.rnn  # type: ignore[union-attr,assignment]
-            weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+            # the parameters read from the module's dict: nn.Module.__getattr__ costs per access
+            params = layer.rnn._parameters  # type: ignore[union-attr]
+            weights = (
+                params["weight_ih_l0"],
+                params["weight_hh_l0"],
+                params["bias_ih_l0"],
+                params["bias_hh_l0"],
+            )
             if layer.is_lstm:  # type: ignore[union-attr]
                 x, c_i = torch.lstm_cell(x, (h[i], c[i]), *weights)  # type: ignore[arg-type]
                 cs.append(c_i)
@@ -565,6 +571,7 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         features: Tensor,
         lstm_states: tuple[Tensor, Tensor],
         episode_starts: Tensor,
+        keep: Tensor,
         lstm: RecurrentCellModule,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """:meth:`_process_sequence` for one step of every environment (``seq_len`` 1).
@@ -577,14 +584,14 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         :param features: ``(n_envs, features_dim)``.
         :param lstm_states: ``(h, c)`` storage, each ``(num_layers, n_envs, hidden_size)``.
         :param episode_starts: ``(n_envs,)`` float, 1 where the state is reset before the step.
+        :param keep: ``(1, n_envs, 1)``, ``1 - episode_starts``.
         :return: outputs ``(n_envs, output_size)`` and the ``(h, c)`` storage after the step.
         """
         h, c = lstm_states
-        if not lstm._direct or h.shape[1] != features.shape[0]:
+        if not lstm._direct or h.shape != (lstm.num_layers, features.shape[0], lstm._width):
             return RecurrentCellPolicy._process_sequence(
                 features, lstm_states, episode_starts, lstm
             )
-        keep = (1.0 - episode_starts).to(h.dtype)[None, :, None]  # (1, n_envs, 1)
         out, states = lstm._step_direct(features[:, None], h * keep, c * keep)
         return out[:, 0], states
 
@@ -615,10 +622,15 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         else:
             pi_features, vf_features = features
         step = self._rollout_recurrent_step
-        latent_pi, states_pi = step(pi_features, lstm_states.pi, episode_starts, self.lstm_actor)
+        keep = (1.0 - episode_starts).to(lstm_states.pi[0].dtype)[
+            None, :, None
+        ]  # as _forward_direct
+        latent_pi, states_pi = step(
+            pi_features, lstm_states.pi, episode_starts, keep, self.lstm_actor
+        )
         if self.lstm_critic is not None:
             latent_vf, states_vf = step(
-                vf_features, lstm_states.vf, episode_starts, self.lstm_critic
+                vf_features, lstm_states.vf, episode_starts, keep, self.lstm_critic
             )
         elif self.shared_lstm:
             latent_vf = latent_pi.detach()

@@ -137,6 +137,7 @@ def _assert_same_state(stock: RecurrentPPO, fast: RecurrentPPO) -> None:
         strict=True,
     ):
         assert torch.equal(a, b)
+        assert not a.is_inference()  # ordinary tensors, as the parent leaves them
     # Monitor's episode records (without their wall-clock time) and the success buffer
     assert [(e["r"], e["l"]) for e in fast.ep_info_buffer] == [
         (e["r"], e["l"]) for e in stock.ep_info_buffer

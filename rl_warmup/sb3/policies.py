@@ -378,6 +378,49 @@ class RecurrentCellModule(nn.Module):
         c_out = torch.stack(cs) if cs else torch.zeros_like(h_out)
         return x[:, None], (h_out, c_out)
 
+    def step(
+        self, features: Tensor, states: tuple[Tensor, Tensor], keep: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:
+        """One step of every sequence (a rollout step) through the cell kernels, or ``None``.
+
+        The computation of :meth:`forward` for ``T = 1`` (the states zeroed where ``keep`` is 0,
+        then ``torch.lstm_cell`` / ``torch.gru_cell`` per layer, as :meth:`_step_direct`), with
+        as few tensor operations as that takes: each layer's state is masked as a 2-D slice, a
+        single layer's outputs are views rather than stacked copies, a GRU's unused ``c`` slot is
+        not masked.
+
+        :param features: ``(B, input_size)``.
+        :param states: ``(h, c)`` storage, each ``(num_layers, B, hidden_size)``.
+        :param keep: ``(B, 1)``, 0 where an episode starts (the state is zeroed), else 1.
+        :return: outputs ``(B, output_size)`` and the ``(h, c)`` storage after the step; ``None``
+            when this module is not a stack of single LSTM / GRU layers or the states do not
+            have the expected shape (then use :meth:`forward`).
+        """
+        h, c = states
+        if not self._direct or h.shape != (len(self._units), features.shape[0], self._width):
+            return None
+        x = features
+        hs, cs = [], []
+        for i, layer in enumerate(self.network.layers):
+            # the parameters read from the module's dict: nn.Module.__getattr__ costs per access
+            params = layer.rnn._parameters  # type: ignore[union-attr]
+            weights = (
+                params["weight_ih_l0"],
+                params["weight_hh_l0"],
+                params["bias_ih_l0"],
+                params["bias_hh_l0"],
+            )
+            if layer.is_lstm:  # type: ignore[union-attr]
+                x, c_i = torch.lstm_cell(x, (h[i] * keep, c[i] * keep), *weights)  # type: ignore[arg-type]
+                cs.append(c_i)
+            else:
+                x = torch.gru_cell(x, h[i] * keep, *weights)  # type: ignore[arg-type]
+            hs.append(x)
+        h_out = hs[0][None] if len(hs) == 1 else torch.stack(hs)
+        if not cs:
+            return x, (h_out, torch.zeros_like(h_out))
+        return x, (h_out, cs[0][None] if len(cs) == 1 else torch.stack(cs))
+
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}, hidden_size={self.hidden_size} (storage width)"
 
@@ -566,35 +609,6 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         outputs, states = lstm(sequences, lstm_states, starts)
         return outputs.reshape(-1, outputs.shape[-1]), states
 
-    @staticmethod
-    def _rollout_recurrent_step(
-        features: Tensor,
-        lstm_states: tuple[Tensor, Tensor],
-        episode_starts: Tensor,
-        keep: Tensor,
-        lstm: RecurrentCellModule,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """:meth:`_process_sequence` for one step of every environment (``seq_len`` 1).
-
-        For stacks of single LSTM / GRU layers this goes straight to the cell kernels
-        (:meth:`RecurrentCellModule._step_direct`) with the same zeroing of the states where an
-        episode starts, hence the same outputs, without the reshapes and checks of the general
-        path; other cells take :meth:`_process_sequence`.
-
-        :param features: ``(n_envs, features_dim)``.
-        :param lstm_states: ``(h, c)`` storage, each ``(num_layers, n_envs, hidden_size)``.
-        :param episode_starts: ``(n_envs,)`` float, 1 where the state is reset before the step.
-        :param keep: ``(1, n_envs, 1)``, ``1 - episode_starts``.
-        :return: outputs ``(n_envs, output_size)`` and the ``(h, c)`` storage after the step.
-        """
-        h, c = lstm_states
-        if not lstm._direct or h.shape != (lstm.num_layers, features.shape[0], lstm._width):
-            return RecurrentCellPolicy._process_sequence(
-                features, lstm_states, episode_starts, lstm
-            )
-        out, states = lstm._step_direct(features[:, None], h * keep, c * keep)
-        return out[:, 0], states
-
     def rollout_step(
         self, obs: Tensor, lstm_states: RNNStates, episode_starts: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, RNNStates]:
@@ -621,17 +635,19 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
             pi_features = vf_features = features  # type: ignore[assignment]
         else:
             pi_features, vf_features = features
-        step = self._rollout_recurrent_step
-        keep = (1.0 - episode_starts).to(lstm_states.pi[0].dtype)[
-            None, :, None
-        ]  # as _forward_direct
-        latent_pi, states_pi = step(
-            pi_features, lstm_states.pi, episode_starts, keep, self.lstm_actor
-        )
+        keep = (1.0 - episode_starts).to(lstm_states.pi[0].dtype)[:, None]  # (n_envs, 1)
+
+        def step(
+            x: Tensor, states: tuple[Tensor, Tensor], lstm: RecurrentCellModule
+        ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+            out = lstm.step(x, states, keep)
+            if out is None:  # other cells: the general path
+                return self._process_sequence(x, states, episode_starts, lstm)
+            return out
+
+        latent_pi, states_pi = step(pi_features, lstm_states.pi, self.lstm_actor)
         if self.lstm_critic is not None:
-            latent_vf, states_vf = step(
-                vf_features, lstm_states.vf, episode_starts, keep, self.lstm_critic
-            )
+            latent_vf, states_vf = step(vf_features, lstm_states.vf, self.lstm_critic)
         elif self.shared_lstm:
             latent_vf = latent_pi.detach()
             states_vf = (states_pi[0].detach(), states_pi[1].detach())

@@ -30,7 +30,9 @@ sequence (never produced by the buffer, but allowed) go through
 cells. Padding steps are run like sb3-contrib does, so every output, padded positions included,
 equals the step-by-step computation. A rollout step (a sequence of length 1) of a single-layer
 LSTM / GRU stack goes through ``torch.lstm_cell`` / ``torch.gru_cell``, cheaper per call than the
-sequence kernel. :meth:`RecurrentCellPolicy.evaluate_actions_at` (used by
+sequence kernel; :meth:`RecurrentCellPolicy.rollout_step` is ``forward`` for such a step with the
+Python around it cut down (no distribution object for ``Discrete`` actions, the same random
+draws). :meth:`RecurrentCellPolicy.evaluate_actions_at` (used by
 :class:`~rl_warmup.sb3.ppo.FastRecurrentPPO`) evaluates the valid steps only: the heads skip the
 padding, and LSTM sequences are grouped by length so that most padding steps are not run either.
 """
@@ -620,7 +622,8 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         ``torch.multinomial`` on the normalised probabilities) and its log-probability is read
         from the normalised logits, without building the distribution; other action spaces go
         through sb3's distribution. Used by :meth:`FastRecurrentPPO.collect_rollouts
-        <rl_warmup.sb3.ppo.FastRecurrentPPO.collect_rollouts>`; call it under ``torch.no_grad()``.
+        <rl_warmup.sb3.ppo.FastRecurrentPPO.collect_rollouts>` (under ``torch.inference_mode()``);
+        call it under ``torch.no_grad()`` or ``torch.inference_mode()``.
 
         :param obs: ``(n_envs, *obs_shape)`` observations.
         :param lstm_states: states before the step, each ``(num_layers, n_envs, hidden_size)``.

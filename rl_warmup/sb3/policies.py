@@ -648,9 +648,9 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
                 return self._process_sequence(x, states, episode_starts, lstm)
             return out
 
-        latent_pi, states_pi = step(pi_features, lstm_states.pi, self.lstm_actor)
+        latent_pi, states_pi = step(pi_features, lstm_states.pi, self.lstm_actor)  # type: ignore[arg-type]
         if self.lstm_critic is not None:
-            latent_vf, states_vf = step(vf_features, lstm_states.vf, self.lstm_critic)
+            latent_vf, states_vf = step(vf_features, lstm_states.vf, self.lstm_critic)  # type: ignore[arg-type]
         elif self.shared_lstm:
             latent_vf = latent_pi.detach()
             states_vf = (states_pi[0].detach(), states_pi[1].detach())

@@ -283,7 +283,7 @@ class FastRecurrentPPO(RecurrentPPO):
         n_steps = 0
         rollout_buffer.reset()
         callback.on_rollout_start()
-        lstm_states = deepcopy(self._last_lstm_states)
+        lstm_states: RNNStates = deepcopy(self._last_lstm_states)  # type: ignore[assignment]
         box = isinstance(self.action_space, spaces.Box)
         discrete = isinstance(self.action_space, spaces.Discrete)
         discrete_obs = isinstance(self.observation_space, spaces.Discrete)
@@ -304,14 +304,14 @@ class FastRecurrentPPO(RecurrentPPO):
             actions = actions.cpu().numpy()
             clipped_actions = actions
             if box:
-                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)  # type: ignore[union-attr]
+                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)  # type: ignore[attr-defined]
             new_obs, rewards, dones, infos = env.step(clipped_actions)
             self.num_timesteps += env.num_envs
 
             # Give access to local variables (the names of the parent's loop)
             callback.update_locals(locals())
             if not callback.on_step():
-                self._last_lstm_states = _plain(self._last_lstm_states)
+                self._last_lstm_states = _plain(self._last_lstm_states)  # type: ignore[arg-type,assignment]
                 return False
             self._update_info_buffer(infos, dones)
             n_steps += 1
@@ -331,7 +331,7 @@ class FastRecurrentPPO(RecurrentPPO):
                             lstm_states.vf[1][:, idx : idx + 1, :].contiguous(),
                         )
                         terminal_starts = th.tensor([False], dtype=th.float32, device=self.device)
-                        terminal_value = self.policy.predict_values(
+                        terminal_value = self.policy.predict_values(  # type: ignore[call-arg]
                             terminal_obs,  # type: ignore[arg-type]
                             terminal_lstm_state,
                             terminal_starts,
@@ -339,7 +339,8 @@ class FastRecurrentPPO(RecurrentPPO):
                     rewards[idx] += self.gamma * terminal_value
 
             # RecurrentRolloutBuffer.add: the same values written without the extra copies
-            pos, last = buffer.pos, self._last_lstm_states
+            pos = buffer.pos
+            last: RNNStates = self._last_lstm_states  # type: ignore[assignment]
             buffer.hidden_states_pi[pos] = last.pi[0].cpu().numpy()
             buffer.cell_states_pi[pos] = last.pi[1].cpu().numpy()
             buffer.hidden_states_vf[pos] = last.vf[0].cpu().numpy()
@@ -357,18 +358,18 @@ class FastRecurrentPPO(RecurrentPPO):
 
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
-            self._last_lstm_states = lstm_states
+            self._last_lstm_states = lstm_states  # type: ignore[assignment]
 
         with th.no_grad():
             # the value of the last observation
             episode_starts = th.tensor(dones, dtype=th.float32, device=self.device)
-            values = self.policy.predict_values(
+            values = self.policy.predict_values(  # type: ignore[call-arg]
                 obs_as_tensor(new_obs, self.device),  # type: ignore[arg-type]
                 lstm_states.vf,
                 episode_starts,
             )
         rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
-        self._last_lstm_states = _plain(lstm_states)
+        self._last_lstm_states = _plain(lstm_states)  # type: ignore[assignment]
         callback.on_rollout_end()
         return True
 

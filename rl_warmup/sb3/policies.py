@@ -30,7 +30,9 @@ sequence (never produced by the buffer, but allowed) go through
 cells. Padding steps are run like sb3-contrib does, so every output, padded positions included,
 equals the step-by-step computation. A rollout step (a sequence of length 1) of a single-layer
 LSTM / GRU stack goes through ``torch.lstm_cell`` / ``torch.gru_cell``, cheaper per call than the
-sequence kernel. :meth:`RecurrentCellPolicy.evaluate_actions_at` (used by
+sequence kernel; :meth:`RecurrentCellPolicy.rollout_step` is ``forward`` for such a step with the
+Python around it cut down (no distribution object for ``Discrete`` actions, the same random
+draws). :meth:`RecurrentCellPolicy.evaluate_actions_at` (used by
 :class:`~rl_warmup.sb3.ppo.FastRecurrentPPO`) evaluates the valid steps only: the heads skip the
 padding, and LSTM sequences are grouped by length so that most padding steps are not run either.
 """
@@ -360,8 +362,14 @@ class RecurrentCellModule(nn.Module):
         x = features[:, 0]
         hs, cs = [], []
         for i, layer in enumerate(self.network.layers):
-            rnn: nn.LSTM | nn.GRU = layer.rnn  # type: ignore[union-attr,assignment]
-            weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+            # the parameters read from the module's dict: nn.Module.__getattr__ costs per access
+            params = layer.rnn._parameters  # type: ignore[union-attr]
+            weights = (
+                params["weight_ih_l0"],
+                params["weight_hh_l0"],
+                params["bias_ih_l0"],
+                params["bias_hh_l0"],
+            )
             if layer.is_lstm:  # type: ignore[union-attr]
                 x, c_i = torch.lstm_cell(x, (h[i], c[i]), *weights)  # type: ignore[arg-type]
                 cs.append(c_i)
@@ -371,6 +379,49 @@ class RecurrentCellModule(nn.Module):
         h_out = torch.stack(hs)
         c_out = torch.stack(cs) if cs else torch.zeros_like(h_out)
         return x[:, None], (h_out, c_out)
+
+    def step(
+        self, features: Tensor, states: tuple[Tensor, Tensor], keep: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:
+        """One step of every sequence (a rollout step) through the cell kernels, or ``None``.
+
+        The computation of :meth:`forward` for ``T = 1`` (the states zeroed where ``keep`` is 0,
+        then ``torch.lstm_cell`` / ``torch.gru_cell`` per layer, as :meth:`_step_direct`), with
+        as few tensor operations as that takes: each layer's state is masked as a 2-D slice, a
+        single layer's outputs are views rather than stacked copies, a GRU's unused ``c`` slot is
+        not masked.
+
+        :param features: ``(B, input_size)``.
+        :param states: ``(h, c)`` storage, each ``(num_layers, B, hidden_size)``.
+        :param keep: ``(B, 1)``, 0 where an episode starts (the state is zeroed), else 1.
+        :return: outputs ``(B, output_size)`` and the ``(h, c)`` storage after the step; ``None``
+            when this module is not a stack of single LSTM / GRU layers or the states do not
+            have the expected shape (then use :meth:`forward`).
+        """
+        h, c = states
+        if not self._direct or h.shape != (len(self._units), features.shape[0], self._width):
+            return None
+        x = features
+        hs, cs = [], []
+        for i, layer in enumerate(self.network.layers):
+            # the parameters read from the module's dict: nn.Module.__getattr__ costs per access
+            params = layer.rnn._parameters  # type: ignore[union-attr]
+            weights = (
+                params["weight_ih_l0"],
+                params["weight_hh_l0"],
+                params["bias_ih_l0"],
+                params["bias_hh_l0"],
+            )
+            if layer.is_lstm:  # type: ignore[union-attr]
+                x, c_i = torch.lstm_cell(x, (h[i] * keep, c[i] * keep), *weights)  # type: ignore[arg-type]
+                cs.append(c_i)
+            else:
+                x = torch.gru_cell(x, h[i] * keep, *weights)  # type: ignore[arg-type]
+            hs.append(x)
+        h_out = hs[0][None] if len(hs) == 1 else torch.stack(hs)
+        if not cs:
+            return x, (h_out, torch.zeros_like(h_out))
+        return x, (h_out, cs[0][None] if len(cs) == 1 else torch.stack(cs))
 
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}, hidden_size={self.hidden_size} (storage width)"
@@ -559,6 +610,67 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         starts = episode_starts.reshape(n_seq, -1)
         outputs, states = lstm(sequences, lstm_states, starts)
         return outputs.reshape(-1, outputs.shape[-1]), states
+
+    def rollout_step(
+        self, obs: Tensor, lstm_states: RNNStates, episode_starts: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, RNNStates]:
+        """:meth:`forward` (``deterministic=False``) for one rollout step, with less overhead.
+
+        The same computation and the same draws from torch's random generator as ``forward``
+        (hence the same actions for the same generator state): for a ``Discrete`` action space the
+        action is drawn as ``torch.distributions.Categorical(logits=...).sample()`` draws it (one
+        ``torch.multinomial`` on the normalised probabilities) and its log-probability is read
+        from the normalised logits, without building the distribution; other action spaces go
+        through sb3's distribution. Used by :meth:`FastRecurrentPPO.collect_rollouts
+        <rl_warmup.sb3.ppo.FastRecurrentPPO.collect_rollouts>` (under ``torch.inference_mode()``);
+        call it under ``torch.no_grad()`` or ``torch.inference_mode()``.
+
+        :param obs: ``(n_envs, *obs_shape)`` observations.
+        :param lstm_states: states before the step, each ``(num_layers, n_envs, hidden_size)``.
+        :param episode_starts: ``(n_envs,)`` float, 1 where an episode starts at this step.
+        :return: actions ``(n_envs, *action_shape)``, values ``(n_envs, 1)``, log-probabilities
+            ``(n_envs,)`` and the states after the step.
+        """
+        features = self.extract_features(obs)
+        pi_features: Tensor
+        vf_features: Tensor
+        if self.share_features_extractor:
+            pi_features = vf_features = features  # type: ignore[assignment]
+        else:
+            pi_features, vf_features = features
+        keep = (1.0 - episode_starts).to(lstm_states.pi[0].dtype)[:, None]  # (n_envs, 1)
+
+        def step(
+            x: Tensor, states: tuple[Tensor, Tensor], lstm: RecurrentCellModule
+        ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+            out = lstm.step(x, states, keep)
+            if out is None:  # other cells: the general path
+                return self._process_sequence(x, states, episode_starts, lstm)
+            return out
+
+        latent_pi, states_pi = step(pi_features, lstm_states.pi, self.lstm_actor)  # type: ignore[arg-type]
+        if self.lstm_critic is not None:
+            latent_vf, states_vf = step(vf_features, lstm_states.vf, self.lstm_critic)  # type: ignore[arg-type]
+        elif self.shared_lstm:
+            latent_vf = latent_pi.detach()
+            states_vf = (states_pi[0].detach(), states_pi[1].detach())
+        else:
+            latent_vf = self.critic(vf_features)  # type: ignore[misc]
+            states_vf = states_pi
+        latent_pi = self.mlp_extractor.forward_actor(latent_pi)
+        values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
+        if isinstance(self.action_dist, CategoricalDistribution):
+            logits = self.action_net(latent_pi)
+            logits = logits - logits.logsumexp(dim=-1, keepdim=True)  # Categorical's normalisation
+            actions = torch.multinomial(torch.softmax(logits, dim=-1), 1, True)  # (n_envs, 1)
+            log_prob = logits.gather(-1, actions).squeeze(-1)
+            actions = actions.reshape(-1)
+        else:
+            distribution = self._get_action_dist_from_latent(latent_pi)
+            actions = distribution.get_actions(deterministic=False)
+            log_prob = distribution.log_prob(actions)
+            actions = actions.reshape((-1, *self.action_space.shape))  # type: ignore[misc]
+        return actions, values, log_prob, RNNStates(states_pi, states_vf)
 
     def evaluate_actions_at(
         self,

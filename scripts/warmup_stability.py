@@ -71,9 +71,8 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
             env.close()
-        floor = 1.0 / WarmupConfig().batch_size
-        collapsed = sum(f <= floor + 1e-6 for f in finals)
-        print(f"  -> {cell} lr={lr:g} steps={steps} target={target:g}: collapsed (VAA* = 1/{WarmupConfig().batch_size}) "
+        collapsed = sum(f <= 1.0 / config.batch_size + 1e-6 for f in finals)
+        print(f"  -> {cell} lr={lr:g} steps={steps} target={target:g}: collapsed (VAA* = 1/{config.batch_size}) "
               f"in {collapsed}/{len(finals)} seeds, mean VAA* after warmup {np.mean(finals):.3f}", flush=True)
 
 

@@ -17,6 +17,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecNormalize
 
 from rl_warmup.sb3 import FastRecurrentPPO, RecurrentCellPolicy
+from rl_warmup.sb3.fused import FusedActorCritic
 
 _FIELDS = (
     "observations",
@@ -64,8 +65,13 @@ _SPACES = {
 
 
 def _model(
-    cls: type[RecurrentPPO], actions: str, policy_kwargs: dict, normalize: bool = False
+    cls: type[RecurrentPPO],
+    actions: str,
+    policy_kwargs: dict,
+    normalize: bool = False,
+    fused: bool = False,
 ) -> RecurrentPPO:
+    """A model on ``_CoinEnv``; ``fused``: rollout steps through ``FusedActorCritic`` when it applies."""
     env = make_vec_env(lambda: TimeLimit(_CoinEnv(_SPACES[actions]), _TIME_LIMIT), n_envs=3, seed=0)
     if normalize:
         env = VecNormalize(env)
@@ -78,7 +84,17 @@ def _model(
         policy_kwargs={"lstm_hidden_size": 8, **policy_kwargs},
     )
     model.set_logger(Logger(None, []))
+    model.policy.fused_rollout = fused  # type: ignore[attr-defined]
     return model
+
+
+def _assert_same(x: np.ndarray, y: np.ndarray, exact: bool, name: str = "") -> None:
+    """Equal arrays; float arrays only to rounding (1e-5) unless ``exact``."""
+    assert x.dtype == y.dtype and x.shape == y.shape, name
+    if exact or not np.issubdtype(x.dtype, np.floating):
+        assert np.array_equal(x, y), name
+    else:
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def _array(x: Any) -> np.ndarray:
@@ -125,7 +141,7 @@ def _run(
     return results, recorder, buffers
 
 
-def _assert_same_state(stock: RecurrentPPO, fast: RecurrentPPO) -> None:
+def _assert_same_state(stock: RecurrentPPO, fast: RecurrentPPO, exact: bool = True) -> None:
     assert fast.num_timesteps == stock.num_timesteps
     assert fast.rollout_buffer.pos == stock.rollout_buffer.pos
     assert fast.rollout_buffer.full == stock.rollout_buffer.full
@@ -136,12 +152,15 @@ def _assert_same_state(stock: RecurrentPPO, fast: RecurrentPPO) -> None:
         (*stock._last_lstm_states.pi, *stock._last_lstm_states.vf),
         strict=True,
     ):
-        assert torch.equal(a, b)
+        _assert_same(a.numpy(), b.numpy(), exact)
         assert not a.is_inference()  # ordinary tensors, as the parent leaves them
     # Monitor's episode records (without their wall-clock time) and the success buffer
-    assert [(e["r"], e["l"]) for e in fast.ep_info_buffer] == [
-        (e["r"], e["l"]) for e in stock.ep_info_buffer
-    ]
+    assert [e["l"] for e in fast.ep_info_buffer] == [e["l"] for e in stock.ep_info_buffer]
+    _assert_same(
+        np.array([e["r"] for e in fast.ep_info_buffer]),
+        np.array([e["r"] for e in stock.ep_info_buffer]),
+        exact,
+    )
     assert list(fast.ep_success_buffer) == list(stock.ep_success_buffer)
 
 
@@ -168,12 +187,18 @@ def _assert_same_state(stock: RecurrentPPO, fast: RecurrentPPO) -> None:
         "double-lstm",
     ],
 )
+@pytest.mark.parametrize("fused", [False, True], ids=["separate", "fused"])
 def test_collect_rollouts_fills_stocks_buffer(
-    actions: str, policy_kwargs: dict, normalize: bool
+    actions: str, policy_kwargs: dict, normalize: bool, fused: bool
 ) -> None:
-    """Same seed and weights: every buffer field, callback view and final state equals stock's."""
+    """Same seed and weights: every buffer field, callback view and final state equals stock's.
+
+    Exactly with the separate modules; to rounding (floats) with ``FusedActorCritic``, which
+    draws the same actions from the same random numbers.
+    """
     stock = _model(RecurrentPPO, actions, policy_kwargs, normalize)
-    fast = _model(FastRecurrentPPO, actions, policy_kwargs, normalize)
+    fast = _model(FastRecurrentPPO, actions, policy_kwargs, normalize, fused=fused)
+    exact = not fused or FusedActorCritic.for_policy(fast.policy) is None
     fast.policy.load_state_dict(stock.policy.state_dict())
     calls = 0
     rollout_step = fast.policy.rollout_step
@@ -193,15 +218,13 @@ def test_collect_rollouts_fills_stocks_buffer(
     assert got[1].events == expected[1].events == ["start", *["step"] * 24, "end"] * 3
     for a, b in zip(got[1].seen, expected[1].seen, strict=True):
         for x, y in zip(a, b, strict=True):
-            assert x.dtype == y.dtype and np.array_equal(x, y)
+            _assert_same(x, y, exact)
     for buf_fast, buf_stock in zip(got[2], expected[2], strict=True):
         for name in _FIELDS:
-            x, y = buf_fast[name], buf_stock[name]
-            assert x.dtype == y.dtype and x.shape == y.shape, name
-            assert np.array_equal(x, y), name
+            _assert_same(buf_fast[name], buf_stock[name], exact, name)
     # as many random numbers were drawn from torch's generator (both started from seed 3)
     assert torch.equal(after_fast, after_stock)
-    _assert_same_state(stock, fast)
+    _assert_same_state(stock, fast, exact)
     # the rollouts really contain episode ends and timeouts (bootstrapped rewards)
     stats = np.concatenate([b["episode_starts"] for b in expected[2]])
     assert stats[1:].sum() >= 5
@@ -209,23 +232,30 @@ def test_collect_rollouts_fills_stocks_buffer(
     assert sum(e["l"] < _TIME_LIMIT for e in stock.ep_info_buffer) >= 2
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["separate", "fused"])
 @pytest.mark.parametrize("actions", ["discrete", "box"])
-def test_callback_returning_false_stops_like_stock(actions: str) -> None:
+def test_callback_returning_false_stops_like_stock(actions: str, fused: bool) -> None:
     stock = _model(RecurrentPPO, actions, {"cell": "lstm"})
-    fast = _model(FastRecurrentPPO, actions, {"cell": "lstm"})
+    fast = _model(FastRecurrentPPO, actions, {"cell": "lstm"}, fused=fused)
     fast.policy.load_state_dict(stock.policy.state_dict())
     expected = _run(stock, RecurrentPPO.collect_rollouts, rollouts=1, stop_at=10)
     got = _run(fast, FastRecurrentPPO.collect_rollouts, rollouts=1, stop_at=10)
     assert got[0] == expected[0] == [False]
     assert got[1].events == expected[1].events == ["start", *["step"] * 10]
     assert fast.rollout_buffer.pos == stock.rollout_buffer.pos == 9
-    for name in _FIELDS:
-        assert np.array_equal(got[2][0][name], expected[2][0][name]), name
-    _assert_same_state(stock, fast)
+    for name in _FIELDS:  # the 9 steps stored (the kept tensors written before returning)
+        _assert_same(got[2][0][name], expected[2][0][name], not fused, name)
+    assert np.any(got[2][0]["values"][:9] != 0)
+    _assert_same_state(stock, fast, not fused)
 
 
 def test_learn_with_the_fast_loop_equals_stock_loop() -> None:
-    """Whole ``learn`` runs (collection and updates): the same weights and episode logs."""
+    """Whole ``learn`` runs (collection and updates): the same weights and episode logs.
+
+    With the separate modules (bit-identical rollouts). ``FusedActorCritic``'s rollouts agree
+    only to rounding, and Adam turns differences of 1e-7 in near-zero gradients into steps of
+    the learning rate, so whole runs are compared rollout by rollout instead (above).
+    """
     runs = []
     for collect in (RecurrentPPO.collect_rollouts, None):
         model = _model(FastRecurrentPPO, "discrete", {"cell": "gru"})

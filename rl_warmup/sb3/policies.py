@@ -39,8 +39,10 @@ padding, and LSTM sequences are grouped by length so that most padding steps are
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
@@ -57,6 +59,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import Tensor, nn
 
 from rl_warmup.cells import CELL_NAMES, RecurrentNetwork, _FusedLayer
+from rl_warmup.sb3.fused import FusedActorCritic
 
 __all__ = [
     "RecurrentCellCnnPolicy",
@@ -118,6 +121,72 @@ def _group_plan(lengths: list[int], overhead: float) -> list[tuple[int, int]]:
         plan.append((ends[j - 1], distinct[i]))
         j = i
     return plan[::-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidPlan:
+    """Groups of sequences of a padded batch to run for fewer steps (:meth:`RecurrentCellModule.valid_plan`).
+
+    The valid positions of a padded batch of ``n_seq`` sequences of ``T`` steps, sequence ``i``
+    valid for its first ``lengths[i]`` steps, are run group by group: the sequences sorted by
+    decreasing length, each group for the longest length in it.
+    """
+
+    groups: list[tuple[Tensor, int, Tensor | None]]
+    """Per group: sequence indices ``(rows,)``, steps run, and the flat indices of the valid
+    positions in the group's ``(rows * steps)`` outputs (``None``: all of them)."""
+    starts: list[Tensor]
+    """Per group: ``(rows, steps)`` episode starts (float), set by :meth:`with_starts`."""
+    positions: Tensor
+    """``(n_valid,)`` padded-batch position (``i * T + t``) of each output row, in plan order."""
+    inverse: Tensor
+    """``(n_valid,)``: ``positions[inverse]`` is ascending (the order of the valid rows)."""
+    steps: int
+    """The padded length ``T``."""
+
+    @classmethod
+    def build(
+        cls,
+        lens: np.ndarray,
+        order: np.ndarray,
+        plan: list[tuple[int, int]],
+        steps: int,
+        device: torch.device,
+    ) -> ValidPlan:
+        """From sequence lengths, their decreasing order and :func:`_group_plan`'s groups."""
+        groups: list[tuple[Tensor, int, Tensor | None]] = []
+        positions = []
+        begin = 0
+        for end, run in plan:
+            seqs = order[begin:end]
+            seq_lens = lens[seqs]
+            total = int(seq_lens.sum())
+            offsets = np.cumsum(seq_lens) - seq_lens  # first output row of each sequence
+            within = np.arange(total) - np.repeat(offsets, seq_lens)  # step t of each row
+            valid = None
+            if total != len(seqs) * run:
+                valid = torch.as_tensor(np.repeat(np.arange(len(seqs)) * run, seq_lens) + within, device=device)
+            groups.append((torch.as_tensor(seqs, device=device), run, valid))
+            positions.append(np.repeat(seqs * steps, seq_lens) + within)
+            begin = end
+        flat = np.concatenate(positions)
+        return cls(
+            groups,
+            [],
+            torch.as_tensor(flat, device=device),
+            torch.as_tensor(np.argsort(flat, kind="stable"), device=device),
+            steps,
+        )
+
+    def gather(self, x: Tensor) -> list[Tensor]:
+        """``(n_seq * T, ...)`` padded, sequence-major -> per group ``(rows, steps, ...)``."""
+        padded = x.reshape(-1, self.steps, *x.shape[1:])
+        return [padded.index_select(0, idx)[:, :run] for idx, run, _ in self.groups]
+
+    def with_starts(self, episode_starts: Tensor) -> ValidPlan:
+        """This plan with :attr:`starts` gathered from ``(n_seq * T,)`` episode starts."""
+        starts = [s.float() for s in self.gather(episode_starts)]
+        return dataclasses.replace(self, starts=starts)
 
 
 class RecurrentCellModule(nn.Module):
@@ -269,49 +338,47 @@ class RecurrentCellModule(nn.Module):
             out = self.network(features, [s * keep for s in flat])
         return out.outputs, self.from_flat(out.states)
 
-    def forward_valid(
-        self,
-        features: Tensor,
-        states: tuple[Tensor, Tensor],
-        episode_starts: Tensor,
-        lengths: Tensor,
-    ) -> Tensor:
-        """The outputs of :meth:`forward` at the first ``lengths[i]`` steps of each sequence.
+    def valid_plan(self, lengths: Tensor, steps: int) -> ValidPlan | None:
+        """How to run only the valid steps of sequences of ``lengths``, or ``None`` for one padded call.
 
-        Positions at and after ``lengths[i]`` (padding) are left out of the computation where
-        that saves time: for stacks of single LSTM layers, the sequences are sorted by length and
-        cut into groups (chosen to minimise ``calls x group_overhead + rows x steps``), each run
-        for its own longest length. Outputs at valid positions are those of :meth:`forward`
-        (the padding that follows a sequence never influences its earlier steps).
+        For stacks of single LSTM layers (oneDNN's kernel on CPU costs in proportion to rows x
+        steps) the sequences are sorted by length and cut into groups chosen to minimise
+        ``calls x group_overhead + rows x steps`` (:func:`_group_plan`), each run for its own
+        longest length. ``None`` when that gains nothing (other cells, a single sequence, or a
+        single group of the full length).
 
-        :param features: ``(n_seq, T, input_size)``.
-        :param states: ``(h, c)`` storage, each ``(num_layers, n_seq, hidden_size)``.
-        :param episode_starts: ``(n_seq, T)``.
-        :param lengths: ``(n_seq,)`` valid steps of each sequence, each in ``1 .. T``.
-        :return: ``(n_seq, T, output_size)``; positions at and after ``lengths`` are unspecified.
+        :param lengths: ``(n_seq,)`` valid steps of each sequence, each in ``1 .. steps``.
+        :param steps: the padded length.
         """
-        n_seq, steps = episode_starts.shape
-        if not self._groupable or n_seq < 2 or (steps > 1 and bool(episode_starts[:, 1:].any())):
-            return self.forward(features, states, episode_starts)[0]
-        lens = [int(x) for x in lengths.tolist()]
-        order = sorted(range(n_seq), key=lambda i: -lens[i])
-        plan = _group_plan([lens[i] for i in order], self.group_overhead)
+        n_seq = lengths.shape[0]
+        if not self._groupable or n_seq < 2:
+            return None
+        lens = np.asarray(lengths.tolist(), dtype=np.int64)
+        order = np.argsort(-lens, kind="stable")
+        plan = _group_plan(lens[order].tolist(), self.group_overhead)
         if len(plan) == 1 and plan[0][1] == steps:
-            return self.forward(features, states, episode_starts)[0]
-        order_t = torch.tensor(order, device=features.device)
-        starts = episode_starts.to(features.dtype)
+            return None
+        return ValidPlan.build(lens, order, plan, steps, lengths.device)
+
+    def forward_plan(
+        self, features: list[Tensor], states: tuple[Tensor, Tensor], plan: ValidPlan
+    ) -> Tensor:
+        """The outputs of :meth:`forward` at the valid steps, in the plan's order.
+
+        :param features: :meth:`ValidPlan.gather` of the ``(n_seq * T, input_size)`` inputs.
+        :param states: ``(h, c)`` storage, each ``(num_layers, n_seq, hidden_size)``.
+        :param plan: from :meth:`valid_plan`.
+        :return: ``(n_valid, output_size)``: row ``k`` is the output at padded position
+            ``plan.positions[k]`` (the padding that follows a sequence never influences its
+            earlier steps, so these equal :meth:`forward`'s outputs there).
+        """
         h, c = states
-        outs, begin = [], 0
-        for end, run in plan:
-            idx = order_t[begin:end]
-            out, _ = self._forward_direct(
-                features.index_select(0, idx)[:, :run],
-                (h.index_select(1, idx), c.index_select(1, idx)),
-                starts.index_select(0, idx)[:, :run],
-            )
-            outs.append(nn.functional.pad(out, (0, 0, 0, steps - run)))
-            begin = end
-        return torch.cat(outs).index_select(0, torch.argsort(order_t))
+        outs = []
+        for (idx, _, valid), x, starts in zip(plan.groups, features, plan.starts, strict=True):
+            out, _ = self._forward_direct(x, (h.index_select(1, idx), c.index_select(1, idx)), starts)
+            out = out.reshape(-1, out.shape[-1])
+            outs.append(out if valid is None else out.index_select(0, valid))
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def _forward_direct(
         self, features: Tensor, states: tuple[Tensor, Tensor], starts: Tensor
@@ -512,6 +579,10 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         if not (shared_lstm or enable_critic_lstm):
             # no recurrent critic: map the features to the size of the actor's outputs
             self.critic = nn.Linear(self.features_dim, lstm_hidden_size)
+        #: Rollout steps run the actor and the critic as one network when they allow it
+        #: (:class:`~rl_warmup.sb3.fused.FusedActorCritic`); ``False`` runs them separately.
+        self.fused_rollout = True
+        self._fused: FusedActorCritic | bool | None = None  # built at the first rollout step
         # For predict(): zero states are (n_layers, n_envs, storage width)
         self.lstm_hidden_state_shape = (n_lstm_layers, 1, self.lstm_actor.hidden_size)
         self.optimizer = self.optimizer_class(
@@ -614,6 +685,11 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         :return: actions ``(n_envs, *action_shape)``, values ``(n_envs, 1)``, log-probabilities
             ``(n_envs,)`` and the states after the step.
         """
+        if self.fused_rollout and not torch.is_grad_enabled():
+            if self._fused is None:
+                self._fused = FusedActorCritic.for_policy(self) or False
+            if self._fused:
+                return self._fused.step(obs, lstm_states, episode_starts)
         pi_features, vf_features = self._actor_critic_features(obs)
         keep = (1.0 - episode_starts).to(lstm_states.pi[0].dtype)[:, None]  # (n_envs, 1)
 
@@ -677,43 +753,56 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         n_seq = lstm_states.pi[0].shape[1]
         steps = episode_starts.shape[0] // n_seq
         lengths = torch.bincount(torch.div(rows, steps, rounding_mode="floor"), minlength=n_seq)
-        # rows as the rollout buffer lays them out: the first lengths[i] steps of each sequence
+        # rows as the rollout buffer lays them out: the first lengths[i] steps of each sequence,
+        # no episode starting after the first step of a sequence
         prefix = (torch.arange(steps, device=rows.device) < lengths[:, None]).reshape(-1)
-        valid_prefix = bool(torch.equal(torch.nonzero(prefix).squeeze(1), rows))
-
-        def run(x: Tensor, states: tuple[Tensor, ...], lstm: RecurrentCellModule) -> Tensor:
-            if not valid_prefix:
-                return self._process_sequence(x, (states[0], states[1]), episode_starts, lstm)[0]
-            out = lstm.forward_valid(
-                x.reshape(n_seq, steps, lstm.input_size),
-                (states[0], states[1]),
-                episode_starts.reshape(n_seq, steps),
-                lengths,
-            )
-            return out.reshape(-1, out.shape[-1])
-
-        latent_pi = run(pi_features, lstm_states.pi, self.lstm_actor)
-        if self.lstm_critic is not None:
-            latent_vf = run(vf_features, lstm_states.vf, self.lstm_critic)
-        elif self.shared_lstm:
-            latent_vf = latent_pi.detach()
+        plan = None
+        if bool(torch.equal(torch.nonzero(prefix).squeeze(1), rows)) and not (
+            steps > 1 and bool(episode_starts.reshape(n_seq, steps)[:, 1:].any())
+        ):
+            plan = self.lstm_actor.valid_plan(lengths, steps)
+        if plan is None:
+            # the recurrent networks on the whole padded batch, the rest on the valid rows
+            positions = rows
+            latent_pi = self._process_sequence(pi_features, lstm_states.pi, episode_starts, self.lstm_actor)[0]
+            latent_pi = latent_pi.index_select(0, rows)
+            if self.lstm_critic is not None:
+                latent_vf = self._process_sequence(
+                    vf_features, lstm_states.vf, episode_starts, self.lstm_critic
+                )[0].index_select(0, rows)
         else:
-            latent_vf = self.critic(vf_features.index_select(0, rows))  # type: ignore[misc]
-        rows_vf = rows if self.lstm_critic is not None or self.shared_lstm else None
-        latent_pi = self.mlp_extractor.forward_actor(latent_pi.index_select(0, rows))
-        if rows_vf is not None:
-            latent_vf = latent_vf.index_select(0, rows_vf)
-        latent_vf = self.mlp_extractor.forward_critic(latent_vf)
-        values = self.value_net(latent_vf)
-        actions = actions.index_select(0, rows)
+            # the valid steps only, group by group, in the plan's order (put back at the end)
+            plan = plan.with_starts(episode_starts)
+            positions = plan.positions
+            xs_pi = plan.gather(pi_features)
+            latent_pi = self.lstm_actor.forward_plan(xs_pi, lstm_states.pi, plan)  # type: ignore[arg-type]
+            if self.lstm_critic is not None:
+                xs_vf = xs_pi if vf_features is pi_features else plan.gather(vf_features)
+                latent_vf = self.lstm_critic.forward_plan(xs_vf, lstm_states.vf, plan)  # type: ignore[arg-type]
+        if self.lstm_critic is None:
+            if self.shared_lstm:
+                latent_vf = latent_pi.detach()
+            else:
+                latent_vf = self.critic(vf_features.index_select(0, positions))  # type: ignore[misc]
+        latent_pi = self.mlp_extractor.forward_actor(latent_pi)
+        values = self.value_net(self.mlp_extractor.forward_critic(latent_vf))
+        actions = actions.index_select(0, positions)
         if isinstance(self.action_dist, CategoricalDistribution):
             logits = torch.log_softmax(self.action_net(latent_pi), dim=-1)
             log_prob = logits.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
             clamped = torch.clamp(logits, min=torch.finfo(logits.dtype).min)
-            entropy = -(clamped * logits.exp()).sum(-1)
+            entropy: Tensor | None = -(clamped * logits.exp()).sum(-1)
+        else:
+            distribution = self._get_action_dist_from_latent(latent_pi)
+            log_prob, entropy = distribution.log_prob(actions), distribution.entropy()
+        if plan is None:
             return values, log_prob, entropy
-        distribution = self._get_action_dist_from_latent(latent_pi)
-        return values, distribution.log_prob(actions), distribution.entropy()
+        back = plan.inverse
+        return (
+            values.index_select(0, back),
+            log_prob.index_select(0, back),
+            None if entropy is None else entropy.index_select(0, back),
+        )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

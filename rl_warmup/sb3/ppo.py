@@ -95,6 +95,29 @@ def _plain(states: RNNStates) -> RNNStates:
     return RNNStates(tuple(s.clone() for s in states.pi), tuple(s.clone() for s in states.vf))
 
 
+def _write_kept(buffer: RecurrentRolloutBuffer, kept: list[tuple[th.Tensor, ...]], first: int) -> None:
+    """Write the tensors that ``collect_rollouts`` kept per step into the buffer, from position ``first``.
+
+    :param kept: per step ``(h_pi, c_pi, h_vf, c_vf, values, log_probs)``, the states each
+        ``(num_layers, n_envs, hidden_size)``, values ``(n_envs, 1)``, log-probabilities ``(n_envs,)``.
+    """
+    if not kept:
+        return
+    end = first + len(kept)
+    fields = (
+        buffer.hidden_states_pi,
+        buffer.cell_states_pi,
+        buffer.hidden_states_vf,
+        buffer.cell_states_vf,
+        buffer.values,
+        buffer.log_probs,
+    )
+    with th.inference_mode():
+        for k, field in enumerate(fields):
+            stacked = th.stack([step[k] for step in kept]).cpu().numpy()
+            field[first:end] = stacked.reshape(field[first:end].shape)
+
+
 class SequenceRolloutBuffer(RecurrentRolloutBuffer):
     """``RecurrentRolloutBuffer`` whose minibatches are gathered from tensors built once per rollout.
 
@@ -280,6 +303,9 @@ class FastRecurrentPPO(RecurrentPPO):
             return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
         assert self._last_obs is not None, "No previous observation was provided"
         self.policy.set_training_mode(False)
+        fused = getattr(self.policy, "_fused", None)
+        if fused:  # weights may have changed since the last rollout: read them again
+            fused.invalidate()
         n_steps = 0
         rollout_buffer.reset()
         callback.on_rollout_start()
@@ -290,6 +316,8 @@ class FastRecurrentPPO(RecurrentPPO):
         buffer = rollout_buffer
         action_shape = (buffer.n_envs, buffer.action_dim)
         obs_shape = (buffer.n_envs, *buffer.obs_shape)
+        kept: list[tuple[th.Tensor, ...]] = []  # per step: 4 states, values, log-probabilities
+        first = buffer.pos
 
         while n_steps < n_rollout_steps:
             # inference mode: less bookkeeping per operation than no_grad, the same values
@@ -311,6 +339,7 @@ class FastRecurrentPPO(RecurrentPPO):
             # Give access to local variables (the names of the parent's loop)
             callback.update_locals(locals())
             if not callback.on_step():
+                _write_kept(buffer, kept, first)
                 self._last_lstm_states = _plain(self._last_lstm_states)  # type: ignore[arg-type,assignment]
                 return False
             self._update_info_buffer(infos, dones)
@@ -338,20 +367,15 @@ class FastRecurrentPPO(RecurrentPPO):
                         )[0]
                     rewards[idx] += self.gamma * terminal_value
 
-            # RecurrentRolloutBuffer.add: the same values written without the extra copies
+            # RecurrentRolloutBuffer.add: the same values written without the extra copies; the
+            # tensors (states, values, log-probabilities) are kept and written at the end
             pos = buffer.pos
-            last: RNNStates = self._last_lstm_states  # type: ignore[assignment]
-            buffer.hidden_states_pi[pos] = last.pi[0].cpu().numpy()
-            buffer.cell_states_pi[pos] = last.pi[1].cpu().numpy()
-            buffer.hidden_states_vf[pos] = last.vf[0].cpu().numpy()
-            buffer.cell_states_vf[pos] = last.vf[1].cpu().numpy()
+            kept.append((*self._last_lstm_states.pi, *self._last_lstm_states.vf, values, log_probs))  # type: ignore[union-attr]
             obs = self._last_obs
             buffer.observations[pos] = obs.reshape(obs_shape) if discrete_obs else obs  # type: ignore[union-attr]
             buffer.actions[pos] = actions.reshape(action_shape)
             buffer.rewards[pos] = rewards
             buffer.episode_starts[pos] = self._last_episode_starts
-            buffer.values[pos] = values.cpu().numpy().reshape(-1)
-            buffer.log_probs[pos] = log_probs.cpu().numpy()
             buffer.pos += 1
             if buffer.pos == buffer.buffer_size:
                 buffer.full = True
@@ -360,6 +384,7 @@ class FastRecurrentPPO(RecurrentPPO):
             self._last_episode_starts = dones
             self._last_lstm_states = lstm_states  # type: ignore[assignment]
 
+        _write_kept(buffer, kept, first)
         with th.no_grad():
             # the value of the last observation
             episode_starts = th.tensor(dones, dtype=th.float32, device=self.device)

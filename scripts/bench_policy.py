@@ -14,6 +14,7 @@ Examples::
     python scripts/bench_policy.py --timesteps 20000 --hidden 64 128 256 --cells lstm gru mgu
     python scripts/bench_policy.py --envs cartpole tmaze50 passive500   # the issue's table
     python scripts/bench_policy.py --parity --seeds 0 1 2   # learning parity, 1e5 steps per run (long)
+    python scripts/bench_policy.py --policy-step --envs tmaze50   # one rollout step of the policy (us)
 
 ``--parity`` instead trains stock and the package's LSTM policy with the zoo settings for
 ``--parity-timesteps`` steps per seed and prints the final mean return of each (mean over the
@@ -375,6 +376,40 @@ def breakdown(
             )
 
 
+def policy_step(cells: list[str], hiddens: list[int], hyper: Hyper, seed: int, steps: int = 2000) -> None:
+    """Microseconds per rollout step of the policy alone (``n_envs`` observations, no environment).
+
+    Stock: ``MlpLstmPolicy.forward`` (what sb3-contrib's loop calls); ours: ``rollout_step`` with
+    the actor and the critic as separate modules (``fused_rollout = False``) and side by side
+    (``FusedActorCritic``). Best of 3 repeats of ``steps`` steps, under ``torch.inference_mode``,
+    each step fed the states the previous one returned.
+    """
+    print(f"{'policy':<36} {'hidden':>6} {'us/step':>8}")
+    for hidden in hiddens:
+        for cell, fused in [(None, False)] + [(c, f) for c in cells for f in (False, True)]:
+            model = _make_model(cell, hidden, hyper, seed)
+            model.learn(hyper.n_envs * hyper.n_steps)  # a real state of the model, weights updated
+            policy = model.policy
+            obs = torch.as_tensor(model.env.reset(), device=policy.device)  # type: ignore[arg-type]
+            starts = torch.zeros(hyper.n_envs, device=policy.device)
+            if cell is None:
+                name = "stock MlpLstmPolicy (forward)"
+                step = policy.forward
+            else:
+                name = f"ours {cell} rollout_step ({'fused' if fused else 'separate'})"
+                policy.fused_rollout = fused
+                step = policy.rollout_step
+            best = float("inf")
+            with torch.inference_mode():
+                for _ in range(3):
+                    states = model._last_lstm_states
+                    start = time.perf_counter()
+                    for _ in range(steps):
+                        *_, states = step(obs, states, starts)
+                    best = min(best, (time.perf_counter() - start) / steps)
+            print(f"{name:<36} {hidden:>6} {1e6 * best:>8.1f}")
+
+
 def parity(
     seeds: list[int], timesteps: int, hyper: Hyper, cell: str, matched: bool = False
 ) -> None:
@@ -466,6 +501,11 @@ def main() -> None:
         help="start the package's policy from stock's initial weights (cell lstm only)",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of --parity")
+    parser.add_argument(
+        "--policy-step",
+        action="store_true",
+        help="instead time one rollout step of the policy alone (us), on the first of --envs",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -476,6 +516,10 @@ def main() -> None:
     print(
         f"torch {torch.__version__} ({args.threads} thread(s)), {platform.processor() or platform.machine()}"
     )
+    if args.policy_step:
+        key = args.envs[0]
+        policy_step(args.cells, args.hidden, hyper if key == "cartpole" else BENCH_ENVS[key], args.seed)
+        return
     rows = []
     for key in args.envs:
         env_hyper = hyper if key == "cartpole" else BENCH_ENVS[key]

@@ -1,0 +1,52 @@
+"""scripts/bench_policy.py on tiny budgets: the tables it prints come from real runs of both policies."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_policy.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_policy", _SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_policy"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny(bench: ModuleType) -> object:
+    return dataclasses.replace(
+        bench.BENCH_ENVS["tmaze50"], env_id="rl_warmup/TMaze-v0", n_steps=16, batch_size=128
+    )
+
+
+def test_benchmark_times_stock_and_ours(bench: ModuleType, capsys: pytest.CaptureFixture) -> None:
+    rows = bench.benchmark(["lstm"], [8], 256, _tiny(bench), seed=0, warmup_steps=128)
+    assert [r.name for r in rows] == ["stock MlpLstmPolicy", "ours lstm (FastRecurrentPPO)"]
+    for row in rows:
+        assert row.steps == 256 and row.env == "TMaze-v0" and row.hidden == 8
+        assert 0 < row.rollout_s + row.train_s <= row.total_s
+    bench.print_table(rows)
+    out = capsys.readouterr().out
+    assert "1.00x" in out and "ours lstm" in out
+
+
+def test_policy_step_times_every_path(bench: ModuleType, capsys: pytest.CaptureFixture) -> None:
+    bench.policy_step(["gru"], [8], _tiny(bench), seed=0, steps=5)
+    lines = capsys.readouterr().out.splitlines()[1:]
+    names = [line.rsplit(maxsplit=2)[0] for line in lines]
+    assert names == [
+        "stock MlpLstmPolicy (forward)",
+        "ours gru rollout_step (separate)",
+        "ours gru rollout_step (fused)",
+    ]
+    assert all(float(line.split()[-1]) > 0 for line in lines)

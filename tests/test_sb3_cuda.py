@@ -51,10 +51,12 @@ def test_fused_rollout_step_on_cuda_equals_cpu(cell: str) -> None:
         with torch.inference_mode():
             values, states_out = [], states
             for _ in range(3):
-                _, v, log_prob, states_out = model.policy.rollout_step(
+                # the actions are random (another generator on CUDA): values and states only
+                _, v, _, states_out = model.policy.rollout_step(
                     obs.to(device), states_out, starts.to(device)
                 )
-                values.append(torch.cat([v.flatten(), log_prob]).cpu())
+                flat = [v.flatten(), *(s.flatten() for s in (*states_out.pi, *states_out.vf))]
+                values.append(torch.cat(flat).cpu())
         assert isinstance(model.policy._fused, FusedActorCritic)
         outs.append(torch.stack(values))
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)

@@ -9,17 +9,24 @@ A run directory (``config.run_dir``) holds:
 * ``evaluations.csv``: one row per evaluation (:data:`EVAL_COLUMNS`);
 * ``vaa.csv``: one row per VAA measure (``timesteps`` and the ``vaa/…`` keys of
   :class:`~rl_warmup.sb3.callbacks.VAALoggerCallback`); the first row, at timestep 0, is the VAA
-  after warmup (before training for a cold start);
+  after warmup (before training for a cold start); ``vaa_sequences.pt``: the fixed episodes
+  (network inputs) those measures use;
 * ``warmup.json``: per network, VAA* per layer after warmup, restarts and seconds;
-* ``checkpoints/last.zip`` (+ ``last_vecnormalize.pkl``, ``state.json``): the latest checkpoint,
-  written every ``checkpoint_freq`` timesteps, at the end, and on Ctrl-C or a crash;
+* ``checkpoints/last.zip`` (+ ``last_vecnormalize.pkl``, ``state.json``, ``last_state.pkl``):
+  the latest checkpoint, always as of the start of a rollout, written every ``checkpoint_freq``
+  timesteps, at the end, and on Ctrl-C or a crash;
 * ``model.zip``: the final model; ``result.json``: the :class:`RunResult`, written only when the
   run finished (its presence is what marks a run as done); ``error.txt``: traceback of a crash.
 
 A resumed run (``resume=True``) loads ``checkpoints/last.zip``, drops log rows written after that
 checkpoint and continues with ``reset_num_timesteps=False`` up to the same ``total_timesteps``;
-warmup is not run again. The random number streams are not restored, so a resumed run is a valid
-continuation but not bit-identical to an uninterrupted one.
+warmup is not run again. ``last_state.pkl`` holds the rest of the training state at that rollout
+start: the training environments themselves (pickled, with their episodes in progress and their
+random generators; ``VecNormalize`` statistics included), the last observations, episode starts
+and recurrent states, the episode-information buffers, and the random generators of torch, numpy
+and Python. With it the resumed run is the uninterrupted run, bit for bit (weights, logs and
+evaluations; tested). If the environments cannot be pickled the file is not written and a resume
+starts new episodes: a valid continuation, not an identical one.
 """
 
 from __future__ import annotations
@@ -30,15 +37,20 @@ import functools
 import json
 import math
 import os
+import pickle
+import random
 import shutil
 import time
 import traceback
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -362,14 +374,122 @@ class EvaluationCallback(BaseCallback):
         return True
 
 
-class CheckpointCallback(BaseCallback):
-    """Save ``checkpoints/last.zip`` (+ VecNormalize statistics and ``state.json``) at the start
-    of a rollout once ``every`` timesteps have passed since the last save, so that the saved
-    parameters and ``num_timesteps`` always match. Files are replaced atomically.
+SNAPSHOT_FILE = "last_state.pkl"
+#: What a VecNormalize changes while it runs: statistics and the last raw observations / rewards.
+_NORMALIZE_STATE = ("obs_rms", "ret_rms", "returns", "old_obs", "old_reward")
 
-    It also tracks whether a rollout is being collected: the parameters then have not changed
-    since the rollout started, and :meth:`save_interrupted` saves them with the timesteps of that
-    start, so that a resumed run ends at the same total as an uninterrupted one.
+
+@dataclass
+class Snapshot:
+    """The training state at the start of a rollout, beyond what ``model.save`` keeps.
+
+    :param blob: pickled environments, last observations / episode starts / recurrent states,
+        episode-information buffers, the logger's values not yet written and random generator
+        states (``None`` when the environments could not be pickled); what ``last_state.pkl``
+        holds.
+    :param num_timesteps: the model's timesteps at that point.
+    :param n_updates: its ``_n_updates``.
+    :param policy: a copy of the policy's ``state_dict`` (optimizer included separately).
+    :param optimizer: a copy of the policy optimizer's ``state_dict``.
+    """
+
+    blob: bytes | None
+    num_timesteps: int
+    n_updates: int
+    policy: dict[str, Any]
+    optimizer: dict[str, Any]
+
+
+def capture_snapshot(model: Any) -> Snapshot:
+    """The state of ``model`` and its training environments now (call it at a rollout start)."""
+    rng = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    env = model.get_env()
+    normalize = None
+    if isinstance(env, VecNormalize):  # VecNormalize pickles without its venv: keep both parts
+        normalize = {name: getattr(env, name, None) for name in _NORMALIZE_STATE}
+        env = env.venv
+    state = {
+        "env": env,
+        "normalize": normalize,
+        "last_obs": model._last_obs,
+        "last_episode_starts": model._last_episode_starts,
+        "last_lstm_states": model._last_lstm_states,
+        "ep_info_buffer": model.ep_info_buffer,
+        "ep_success_buffer": model.ep_success_buffer,
+        "rng": rng,
+        # values recorded but not yet written (the last update's train/ keys)
+        "logger": (
+            dict(model.logger.name_to_value),
+            dict(model.logger.name_to_count),
+            dict(model.logger.name_to_excluded),
+        ),
+    }
+    try:
+        blob: bytes | None = cloudpickle.dumps(state)
+    except Exception as error:  # an environment that cannot be pickled
+        warnings.warn(
+            f"the training environments could not be pickled ({type(error).__name__}: {error}); "
+            "a resumed run will start new episodes instead of continuing these ones exactly",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        blob = None
+    return Snapshot(
+        blob,
+        int(model.num_timesteps),
+        int(model._n_updates),
+        {k: v.detach().clone() for k, v in model.policy.state_dict().items()},
+        pickle.loads(pickle.dumps(model.policy.optimizer.state_dict())),
+    )
+
+
+def restore_snapshot(model: Any, blob: bytes) -> VecEnv:
+    """Put the state of ``last_state.pkl`` back into a loaded ``model``; returns its training env.
+
+    Also puts back the logger's pending values (call it after ``model.set_logger``) and, last, the
+    random generators, so call it right before ``model.learn``.
+    """
+    state = cloudpickle.loads(blob)
+    env = model.get_env()
+    if state["normalize"] is not None and isinstance(env, VecNormalize):
+        env.venv.close()
+        env.venv = state["env"]
+        for name, value in state["normalize"].items():
+            setattr(env, name, value)
+    else:
+        model.set_env(state["env"], force_reset=False)
+    model._last_obs = state["last_obs"]
+    model._last_episode_starts = state["last_episode_starts"]
+    model._last_lstm_states = state["last_lstm_states"]
+    model.ep_info_buffer = state["ep_info_buffer"]
+    model.ep_success_buffer = state["ep_success_buffer"]
+    values, counts, excluded = state["logger"]
+    model.logger.name_to_value.update(values)
+    model.logger.name_to_count.update(counts)
+    model.logger.name_to_excluded.update(excluded)
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    return model.get_env()
+
+
+class CheckpointCallback(BaseCallback):
+    """Save ``checkpoints/last.zip`` (+ VecNormalize statistics, ``state.json`` and
+    ``last_state.pkl``) at the start of a rollout once ``every`` timesteps have passed since the
+    last save. Files are replaced atomically.
+
+    At every rollout start it keeps a :class:`Snapshot` in memory, and :meth:`save_interrupted`
+    (Ctrl-C, a crash) writes the model as of that rollout start (parameters, optimizer, timesteps,
+    environments, random generators), so that a resumed run repeats the interrupted rollout
+    exactly and ends at the same total as an uninterrupted one.
     """
 
     def __init__(self, directory: Path, every: int, state: dict[str, Any]) -> None:
@@ -378,20 +498,15 @@ class CheckpointCallback(BaseCallback):
         self.every = every
         self.state = state
         self.last_saved = 0
-        self.rollout_start = 0
-        self.collecting = False
+        self.snapshot: Snapshot | None = None
 
     def _on_training_start(self) -> None:
         self.last_saved = self.num_timesteps
 
     def _on_rollout_start(self) -> None:
+        self.snapshot = capture_snapshot(self.model)
         if self.num_timesteps - self.last_saved >= self.every:
             self.save()
-        self.rollout_start = self.num_timesteps
-        self.collecting = True
-
-    def _on_rollout_end(self) -> None:
-        self.collecting = False
 
     def _on_step(self) -> bool:
         return True
@@ -400,20 +515,30 @@ class CheckpointCallback(BaseCallback):
         """Save now (nothing is saved before the first timestep: a resume then starts afresh)."""
         if self.model.num_timesteps <= 0:
             return
-        save_checkpoint(self.model, self.directory, self.state)
+        blob = None
+        if self.snapshot is not None and self.snapshot.num_timesteps == self.model.num_timesteps:
+            blob = self.snapshot.blob
+        save_checkpoint(self.model, self.directory, self.state, blob)
         self.last_saved = self.model.num_timesteps
 
     def save_interrupted(self) -> None:
-        """Save after Ctrl-C or a crash: mid-rollout, as of the rollout's start."""
+        """Save after Ctrl-C or a crash, as of the start of the last rollout."""
         if self.model is None:
             return
-        if self.collecting:
-            self.model.num_timesteps = self.rollout_start
+        snapshot = self.snapshot
+        if snapshot is not None and snapshot.num_timesteps != self.model.num_timesteps:
+            model = self.model
+            model.policy.load_state_dict(snapshot.policy)
+            model.policy.optimizer.load_state_dict(snapshot.optimizer)
+            model.num_timesteps = snapshot.num_timesteps
+            model._n_updates = snapshot.n_updates
         self.save()
 
 
-def save_checkpoint(model: Any, directory: Path, state: dict[str, Any]) -> None:
-    """Write ``last.zip``, ``last_vecnormalize.pkl`` (if any) and ``state.json`` atomically."""
+def save_checkpoint(model: Any, directory: Path, state: dict[str, Any], snapshot: bytes | None = None) -> None:
+    """Write ``last.zip``, ``last_vecnormalize.pkl`` (if any), ``last_state.pkl`` (the
+    :class:`Snapshot` blob taken at this point, if given; removed otherwise) and ``state.json``,
+    each atomically."""
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / "last.tmp.zip"
     model.save(tmp)
@@ -421,6 +546,11 @@ def save_checkpoint(model: Any, directory: Path, state: dict[str, Any]) -> None:
     if normalize is not None:
         normalize.save(directory / "last_vecnormalize.tmp.pkl")
         os.replace(directory / "last_vecnormalize.tmp.pkl", directory / "last_vecnormalize.pkl")
+    if snapshot is not None:
+        (directory / "last_state.tmp.pkl").write_bytes(snapshot)
+        os.replace(directory / "last_state.tmp.pkl", directory / SNAPSHOT_FILE)
+    else:
+        (directory / SNAPSHOT_FILE).unlink(missing_ok=True)
     os.replace(tmp, directory / "last.zip")
     _atomic_write(directory / "state.json", json.dumps({**state, "num_timesteps": int(model.num_timesteps)}, indent=2))
 
@@ -449,14 +579,28 @@ class _Warmup(WarmupCallback):
 
 class _VAARecorder(VAALoggerCallback):
     """:class:`VAALoggerCallback` measuring at timestep 0 (after warmup, before training), every
-    ``every_n_rollouts`` rollouts after that and on request, each measure appended to ``vaa.csv``."""
+    ``every_n_rollouts`` rollouts after that and on request, each measure appended to ``vaa.csv``.
 
-    def __init__(self, path: Path, **kwargs: Any) -> None:
+    The fixed episodes it measures on are collected once, on the training env at the start of
+    the run, and kept in ``sequences_path``: a resumed run reads them instead of collecting again
+    (which would reset the training env it resumes and measure on other inputs). Rollouts are
+    counted from the start of the run, so a resumed run measures at the same timesteps.
+    """
+
+    def __init__(self, path: Path, sequences_path: Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.writer = _CSVAppender(path, ("timesteps",))
+        self.sequences_path = sequences_path
 
     def _on_training_start(self) -> None:
+        if self.sequences is None and self.sequences_path.exists():
+            self.sequences = torch.load(self.sequences_path, weights_only=True)
         super()._on_training_start()
+        if not self.sequences_path.exists():
+            tmp = self.sequences_path.with_suffix(".tmp")
+            torch.save(self.sequences, tmp)
+            os.replace(tmp, self.sequences_path)
+        self.n_rollouts = self.model.num_timesteps // (self.model.n_steps * self.model.n_envs)
         if self.model.num_timesteps == 0:
             self.record_now()
 
@@ -558,7 +702,7 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
     resuming = config.resume and ckpt.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:
-        for name in ("progress.csv", "evaluations.csv", "vaa.csv", "warmup.json", "model.zip", "error.txt"):
+        for name in ("progress.csv", "evaluations.csv", "vaa.csv", "vaa_sequences.pt", "warmup.json", "model.zip", "error.txt"):
             (run_dir / name).unlink(missing_ok=True)
         for name in ("tensorboard", "checkpoints"):
             shutil.rmtree(run_dir / name, ignore_errors=True)
@@ -584,8 +728,11 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
             venv = VecNormalize(venv, gamma=config.gamma)
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False, gamma=config.gamma)
 
+    snapshot_blob: bytes | None = None
     if resuming:
         model = FastRecurrentPPO.load(ckpt, env=venv, device=config.device)
+        if (ckpt_dir / SNAPSHOT_FILE).exists():
+            snapshot_blob = (ckpt_dir / SNAPSHOT_FILE).read_bytes()
     else:
         # RecurrentPPO's updates with less overhead per minibatch (rl_warmup.sb3.ppo)
         model = FastRecurrentPPO(
@@ -623,6 +770,7 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
     if config.vaa_every > 0:
         vaa = _VAARecorder(
             run_dir / "vaa.csv",
+            run_dir / "vaa_sequences.pt",
             every_n_rollouts=config.vaa_every,
             n=config.vaa_n,
             settle_steps=config.vaa_settle_steps,
@@ -646,6 +794,12 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
     def update_state() -> None:
         state["wall_seconds"] = previous_seconds + time.perf_counter() - start
 
+    if snapshot_blob is not None:
+        # the environments, observations and random generators of the checkpoint's rollout start
+        fresh = venv
+        venv = restore_snapshot(model, snapshot_blob)
+        if venv is not fresh and not isinstance(fresh, VecNormalize):
+            fresh.close()
     try:
         # Also called with 0 steps left (a crash after the last step): it sets the callbacks up.
         model.learn(

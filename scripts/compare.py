@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare warmed and cold-start agents over a grid and write a report: ``python scripts/compare.py``.
 
-Without arguments this is the project's main job (about 3 minutes on 2 CPU cores); see
+Without arguments this is the project's main job (about 2 minutes on 2 CPU cores); see
 ``--help`` for the grid (conditions, cells, environments, seeds), the backend (local processes or
 ``--backend ray``) and the report directory. Running the same command again skips finished runs
 and resumes interrupted or failed ones.

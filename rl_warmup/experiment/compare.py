@@ -79,7 +79,7 @@ def compare_parser() -> argparse.ArgumentParser:
         description=(
             "Compare warmed and cold-start RecurrentPPO agents over a grid of conditions × cells × "
             "environments × seeds, and write a report (results.csv, summary.md, plots). Without "
-            "arguments: the default comparison, about 3 minutes on 2 CPU cores. Running the same "
+            "arguments: the default comparison, about 2 minutes on 2 CPU cores. Running the same "
             "command again skips finished runs and resumes interrupted ones."
         ),
     )

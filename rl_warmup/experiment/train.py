@@ -32,12 +32,12 @@ starts new episodes: a valid continuation, not an identical one.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import functools
 import json
 import math
 import os
-import pickle
 import random
 import shutil
 import time
@@ -444,7 +444,7 @@ def capture_snapshot(model: Any) -> Snapshot:
         int(model.num_timesteps),
         int(model._n_updates),
         {k: v.detach().clone() for k, v in model.policy.state_dict().items()},
-        pickle.loads(pickle.dumps(model.policy.optimizer.state_dict())),
+        copy.deepcopy(model.policy.optimizer.state_dict()),
     )
 
 

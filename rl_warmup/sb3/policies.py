@@ -33,7 +33,7 @@ LSTM / GRU stack goes through ``torch.lstm_cell`` / ``torch.gru_cell``, cheaper 
 sequence kernel; :meth:`RecurrentCellPolicy.rollout_step` is ``forward`` for such a step with the
 Python around it cut down (no distribution object for ``Discrete`` actions, the same random
 draws), and, without autograd, runs the actor and the critic side by side
-(:class:`~rl_warmup.sb3.fused.FusedActorCritic`: equal to rounding, about 2.5x less time per step
+(:class:`~rl_warmup.sb3.fused.FusedActorCritic`: equal to rounding, about 3x less time per step
 at 64 units). :meth:`RecurrentCellPolicy.evaluate_actions_at` (used by
 :class:`~rl_warmup.sb3.ppo.FastRecurrentPPO`) evaluates the valid steps only: the heads skip the
 padding, and LSTM sequences are grouped by length (:class:`ValidPlan`, one plan per minibatch for
@@ -139,7 +139,7 @@ class ValidPlan:
     """Per group: sequence indices ``(rows,)``, steps run, and the flat indices of the valid
     positions in the group's ``(rows * steps)`` outputs (``None``: all of them)."""
     starts: list[Tensor]
-    """Per group: ``(rows, steps)`` episode starts (float), set by :meth:`with_starts`."""
+    """Per group: ``(rows, steps)`` episode starts (float)."""
     positions: Tensor
     """``(n_valid,)`` padded-batch position (``i * T + t``) of each output row, in plan order."""
     inverse: Tensor
@@ -153,10 +153,12 @@ class ValidPlan:
         lens: np.ndarray,
         order: np.ndarray,
         plan: list[tuple[int, int]],
-        steps: int,
-        device: torch.device,
+        episode_starts: Tensor,
     ) -> ValidPlan:
-        """From sequence lengths, their decreasing order and :func:`_group_plan`'s groups."""
+        """From sequence lengths, their decreasing order, :func:`_group_plan`'s groups and the
+        ``(n_seq, T)`` episode starts of the padded batch."""
+        steps = episode_starts.shape[1]
+        device = episode_starts.device
         groups: list[tuple[Tensor, int, Tensor | None]] = []
         positions = []
         begin = 0
@@ -175,7 +177,7 @@ class ValidPlan:
         flat = np.concatenate(positions)
         return cls(
             groups,
-            [],
+            [episode_starts.index_select(0, idx)[:, :run].float() for idx, run, _ in groups],
             torch.as_tensor(flat, device=device),
             torch.as_tensor(np.argsort(flat, kind="stable"), device=device),
             steps,
@@ -185,11 +187,6 @@ class ValidPlan:
         """``(n_seq * T, ...)`` padded, sequence-major -> per group ``(rows, steps, ...)``."""
         padded = x.reshape(-1, self.steps, *x.shape[1:])
         return [padded.index_select(0, idx)[:, :run] for idx, run, _ in self.groups]
-
-    def with_starts(self, episode_starts: Tensor) -> ValidPlan:
-        """This plan with :attr:`starts` gathered from ``(n_seq * T,)`` episode starts."""
-        starts = [s.float() for s in self.gather(episode_starts)]
-        return dataclasses.replace(self, starts=starts)
 
 
 class RecurrentCellModule(nn.Module):
@@ -341,7 +338,7 @@ class RecurrentCellModule(nn.Module):
             out = self.network(features, [s * keep for s in flat])
         return out.outputs, self.from_flat(out.states)
 
-    def valid_plan(self, lengths: Tensor, steps: int) -> ValidPlan | None:
+    def valid_plan(self, lengths: Tensor, episode_starts: Tensor) -> ValidPlan | None:
         """How to run only the valid steps of sequences of ``lengths``, or ``None`` for one padded call.
 
         For stacks of single LSTM layers (oneDNN's kernel on CPU costs in proportion to rows x
@@ -350,8 +347,8 @@ class RecurrentCellModule(nn.Module):
         longest length. ``None`` when that gains nothing (other cells, a single sequence, or a
         single group of the full length).
 
-        :param lengths: ``(n_seq,)`` valid steps of each sequence, each in ``1 .. steps``.
-        :param steps: the padded length.
+        :param lengths: ``(n_seq,)`` valid steps of each sequence, each in ``1 .. T``.
+        :param episode_starts: ``(n_seq, T)`` episode starts of the padded batch.
         """
         n_seq = lengths.shape[0]
         if not self._groupable or n_seq < 2:
@@ -359,9 +356,9 @@ class RecurrentCellModule(nn.Module):
         lens = np.asarray(lengths.tolist(), dtype=np.int64)
         order = np.argsort(-lens, kind="stable")
         plan = _group_plan(lens[order].tolist(), self.group_overhead)
-        if len(plan) == 1 and plan[0][1] == steps:
+        if len(plan) == 1 and plan[0][1] == episode_starts.shape[1]:
             return None
-        return ValidPlan.build(lens, order, plan, steps, lengths.device)
+        return ValidPlan.build(lens, order, plan, episode_starts)
 
     def forward_plan(
         self, features: list[Tensor], states: tuple[Tensor, Tensor], plan: ValidPlan
@@ -738,9 +735,11 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """:meth:`evaluate_actions` at the positions ``rows`` of the padded batch only.
 
-        The recurrent networks run on the whole padded batch (the outputs at ``rows`` are those of
-        :meth:`evaluate_actions`); the MLP heads and the action distribution run on ``rows``
-        only. For a ``Discrete`` action space the log-probabilities and entropies are computed
+        The outputs at ``rows`` are those of :meth:`evaluate_actions`. When ``rows`` are the first
+        steps of each sequence (as the rollout buffer lays them out) and no episode starts inside
+        a sequence, LSTM stacks run only the valid steps, in groups of similar lengths
+        (:meth:`RecurrentCellModule.valid_plan`); otherwise the recurrent networks run on the
+        whole padded batch. The MLP heads and the action distribution run on ``rows`` only. For a ``Discrete`` action space the log-probabilities and entropies are computed
         from ``log_softmax`` directly, the formulas of ``torch.distributions.Categorical``
         without building one.
 
@@ -763,7 +762,7 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
         if bool(torch.equal(torch.nonzero(prefix).squeeze(1), rows)) and not (
             steps > 1 and bool(episode_starts.reshape(n_seq, steps)[:, 1:].any())
         ):
-            plan = self.lstm_actor.valid_plan(lengths, steps)
+            plan = self.lstm_actor.valid_plan(lengths, episode_starts.reshape(n_seq, steps))
         if plan is None:
             # the recurrent networks on the whole padded batch, the rest on the valid rows
             positions = rows
@@ -775,7 +774,6 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
                 )[0].index_select(0, rows)
         else:
             # the valid steps only, group by group, in the plan's order (put back at the end)
-            plan = plan.with_starts(episode_starts)
             positions = plan.positions
             xs_pi = plan.gather(pi_features)
             latent_pi = self.lstm_actor.forward_plan(xs_pi, lstm_states.pi, plan)  # type: ignore[arg-type]

@@ -2,10 +2,12 @@
 
 A rollout step of ``RecurrentPPO`` runs tiny tensors (``n_envs`` rows, tens of units) through two
 recurrent networks and two MLP heads. On a CPU each of the 25-odd tensor operations costs
-microseconds of dispatch whatever its size. Measured on one thread at 64 LSTM units and 8
-environments, :meth:`RecurrentCellPolicy.rollout_step
+microseconds of dispatch whatever its size. At 64 LSTM units and 8 environments, one thread,
+:meth:`RecurrentCellPolicy.rollout_step
 <rl_warmup.sb3.policies.RecurrentCellPolicy.rollout_step>` through the separate modules took
-about 200-240 µs, of which each of the two ``torch.lstm_cell`` calls was about 25 µs.
+365 µs and through this class 117 µs (``python scripts/bench_policy.py --policy-step --envs
+tmaze50``); each of the two ``torch.lstm_cell`` calls of the separate path was about 25 µs
+(ad-hoc timing).
 
 :class:`FusedActorCritic` stacks the actor's and the critic's weights along a leading dimension
 of size 2 and runs both networks with batched matrix products (``torch.baddbmm``): one product
@@ -275,9 +277,9 @@ class FusedActorCritic:
         if self._flatten_obs:
             features = obs.float().flatten(1)
         else:
-            features = self.policy.extract_features(obs)
-            if not self.shared_input:
-                return torch.stack(list(features))
+            features, vf_features = self.policy._actor_critic_features(obs)
+            if vf_features is not features:
+                return torch.stack([features, vf_features])
         return features.expand(2, *features.shape)
 
     def _stacked(self, states: RNNStates) -> tuple[list[Tensor], list[Tensor]]:

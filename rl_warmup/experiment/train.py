@@ -449,7 +449,8 @@ def capture_snapshot(model: Any) -> Snapshot:
 
 
 def restore_snapshot(model: Any, blob: bytes) -> VecEnv:
-    """Put the state of ``last_state.pkl`` back into a loaded ``model``; returns its training env.
+    """Put the state of ``last_state.pkl`` back into a loaded ``model``; returns its training env
+    (the environments it replaces are closed).
 
     Also puts back the logger's pending values (call it after ``model.set_logger``) and, last, the
     random generators, so call it right before ``model.learn``.
@@ -463,6 +464,7 @@ def restore_snapshot(model: Any, blob: bytes) -> VecEnv:
             setattr(env, name, value)
     else:
         model.set_env(state["env"], force_reset=False)
+        env.close()
     model._last_obs = state["last_obs"]
     model._last_episode_starts = state["last_episode_starts"]
     model._last_lstm_states = state["last_lstm_states"]
@@ -796,10 +798,7 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
 
     if snapshot_blob is not None:
         # the environments, observations and random generators of the checkpoint's rollout start
-        fresh = venv
         venv = restore_snapshot(model, snapshot_blob)
-        if venv is not fresh and not isinstance(fresh, VecNormalize):
-            fresh.close()
     try:
         # Also called with 0 steps left (a crash after the last step): it sets the callbacks up.
         model.learn(

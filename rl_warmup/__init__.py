@@ -9,7 +9,7 @@ of Stable-Baselines3; the integration lives in :mod:`rl_warmup.sb3`.
 """
 
 from rl_warmup.cells import CELL_NAMES, RecurrentNetwork, make_layer
-from rl_warmup.vaa import VAAMeasurement, measure_vaa, measure_vaa_star, vaa_star
+from rl_warmup.vaa import VAACurve, VAAMeasurement, measure_vaa, measure_vaa_star, vaa_star
 from rl_warmup.warmup import WarmupConfig, WarmupError, WarmupResult
 
 # The functions ``vaa`` and ``warmup`` are not re-exported here: they would hide the submodules
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CELL_NAMES",
     "RecurrentNetwork",
+    "VAACurve",
     "VAAMeasurement",
     "WarmupConfig",
     "WarmupError",

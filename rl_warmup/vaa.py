@@ -27,18 +27,70 @@ SequencesLike = Sequence[Tensor] | Sequence[np.ndarray] | Tensor
 _CHUNK_ELEMENTS = 1 << 22  # rows × n pairwise entries computed at once (16 MB in float32)
 
 
+VIEWS: tuple[str, ...] = ("output", "state")
+"""Which part of a network's state the exact VAA compares. ``"output"``: each layer's output
+``h`` (what the rest of the model reads); ``"state"``: the whole state, for an LSTM ``h`` and the
+cell state ``c`` (the paper's and the authors' code). The two differ only for LSTM layers, whose
+unbounded ``c`` can keep drifting (and so count as distinct) long after ``h`` has merged; see
+``docs/lstm_warmup.md``."""
+
+DEFAULT_CHECKPOINTS: tuple[int, ...] = (100, 200, 500, 1000, 2000, 5000, 10_000)
+"""Settling lengths at which :func:`measure_vaa_curve` measures by default."""
+
+
+class VAACurve(NamedTuple):
+    """The exact VAA at several settling lengths of one settling pass (:func:`measure_vaa_curve`).
+
+    Every field but ``horizon`` and ``n`` has one entry per checkpoint.
+
+    :param settle_steps: the checkpoints ``M``, increasing.
+    :param vaa: the exact VAA after ``M`` steps.
+    :param movement: largest per-step change ``||x_M - x_{M-1}||`` over the finite states: how far
+        from converged the states still are (a fixed point moves 0).
+    :param n_moving: states whose last step moved by more than ``epsilon``: not settled yet, they
+        may still merge with (or leave) another state's ``epsilon``-ball. They count in ``vaa`` as
+        they stand.
+    :param n_nonfinite: states that diverged (inf or NaN).
+    :param horizon: memory horizon, the first checkpoint at which the VAA fell below half its
+        value at the first checkpoint (or to ``1/n``, a single attractor): how long the
+        separation between states reached from real inputs lasts. The first checkpoint when it
+        is already collapsed there; ``None`` when the VAA never halves within the curve (the
+        horizon lies beyond its last checkpoint).
+    :param n: number of states.
+    """
+
+    settle_steps: tuple[int, ...]
+    vaa: tuple[float, ...]
+    movement: tuple[float, ...]
+    n_moving: tuple[int, ...]
+    n_nonfinite: tuple[int, ...]
+    horizon: int | None
+    n: int
+
+
 class VAAMeasurement(NamedTuple):
     """Result of :func:`measure_vaa`.
 
-    :param vaa: the exact VAA in ``[1/n, 1]``.
+    :param vaa: the exact VAA in ``[1/n, 1]``, after ``settle_steps``.
     :param n: number of states measured.
     :param n_nonfinite: states that diverged (inf or NaN) while settling; they count as one
         common "diverged" class in ``vaa``.
+    :param movement: largest per-step change of a finite state at the last step (0: all settled).
+    :param n_moving: states that moved by more than ``epsilon`` at the last step (not converged).
+    :param curve: the VAA at every checkpoint of the same settling pass, when checkpoints were asked.
     """
 
     vaa: float
     n: int
     n_nonfinite: int
+    movement: float = 0.0
+    n_moving: int = 0
+    curve: VAACurve | None = None
+
+    @property
+    def horizon(self) -> int | None:
+        """Memory horizon of :attr:`curve` (``None`` without a curve, or beyond its last checkpoint)."""
+        return None if self.curve is None else self.curve.horizon
 
 
 def _row_chunks(n: int) -> range:
@@ -183,6 +235,88 @@ def _draw_normal(size: int, generator: torch.Generator | None, like: Tensor) -> 
     return torch.randn(size, generator=generator, dtype=torch.float32).to(device=like.device, dtype=like.dtype)
 
 
+def memory_horizon(settle_steps: Sequence[int], values: Sequence[float], n: int) -> int | None:
+    """First checkpoint at which the VAA fell below half its first value, or to ``1/n``.
+
+    See :attr:`VAACurve.horizon`; ``None`` when that never happens within the checkpoints.
+    """
+    if len(settle_steps) != len(values) or not values:
+        raise ValueError("settle_steps and values must be non-empty and of the same length")
+    single = 1.0 / n + 1e-9
+    for m, v in zip(settle_steps, values, strict=True):
+        if v <= single or v < values[0] / 2:
+            return int(m)
+    return None
+
+
+def _check_view(view: str) -> None:
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+
+
+def _viewed(network: RecurrentNetwork, states: Sequence[Tensor], view: str) -> Tensor:
+    """The ``(n, d)`` concatenation of the part of each layer's state that ``view`` names.
+
+    A state that diverged anywhere (an LSTM's ``c`` at inf has a finite ``h = o tanh(c)``) is
+    NaN in every view, so that it is counted as diverged whatever the view.
+    """
+    full = torch.cat(list(states), dim=1)
+    if view == "state":
+        return full
+    out = torch.cat([layer.output_of(s) for layer, s in zip(network.layers, states, strict=True)], dim=1)
+    diverged = ~torch.isfinite(full).all(dim=1)
+    return torch.where(diverged[:, None], torch.full_like(out, float("nan")), out)
+
+
+def _checkpoints(checkpoints: Sequence[int]) -> tuple[int, ...]:
+    cps = tuple(sorted({int(m) for m in checkpoints}))
+    if not cps:
+        raise ValueError("give at least one checkpoint")
+    if cps[0] < 1:
+        raise ValueError(f"checkpoints must be >= 1, got {cps[0]}")
+    return cps
+
+
+def settle_curve(
+    network: RecurrentNetwork,
+    states: Sequence[Tensor],
+    inputs: Tensor,
+    checkpoints: Sequence[int],
+    epsilon: float = 1e-4,
+    *,
+    view: str = "output",
+) -> VAACurve:
+    """Settle ``states`` under the constant ``inputs`` once and measure the exact VAA at every
+    checkpoint on the way (no gradient): the whole curve for the price of its largest ``M``.
+
+    :param states: one ``(n, state_size_l)`` initial state per layer.
+    :param inputs: ``(n, input_size)`` constant input.
+    :param checkpoints: settling lengths ``M`` to measure at (sorted, duplicates dropped).
+    """
+    _check_view(view)
+    cps = _checkpoints(checkpoints)
+    with torch.no_grad():
+        current = list(states)
+        n = current[0].shape[0]
+        done = 0
+        vaas, moves, moving, nonfinite = [], [], [], []
+        for m in cps:
+            if m - 1 > done:
+                current = network.settle(inputs, current, m - 1 - done)
+            before = _viewed(network, current, view)
+            current = network.settle(inputs, current, 1)
+            done = m
+            after = _viewed(network, current, view)
+            finite = torch.isfinite(after).all(dim=1) & torch.isfinite(before).all(dim=1)
+            step = torch.linalg.vector_norm(after - before, dim=1)
+            step = torch.where(finite, step, torch.zeros_like(step))
+            vaas.append(float(vaa(after, epsilon)))
+            moves.append(float(step.max()))
+            moving.append(int((step > epsilon).sum()))
+            nonfinite.append(int((~torch.isfinite(after).all(dim=1)).sum()))
+    return VAACurve(cps, tuple(vaas), tuple(moves), tuple(moving), tuple(nonfinite), memory_horizon(cps, vaas, n), n)
+
+
 def measure_vaa(
     network: RecurrentNetwork,
     sequences: SequencesLike,
@@ -192,21 +326,36 @@ def measure_vaa(
     generator: torch.Generator | None = None,
     *,
     lengths: Tensor | Sequence[int] | None = None,
+    view: str = "output",
+    checkpoints: Sequence[int] | None = None,
 ) -> VAAMeasurement:
-    """Exact VAA of the whole network (all layers' states concatenated), without gradient.
+    """Exact VAA of the whole network (all layers concatenated), without gradient.
 
     :param settle_steps: ``M``, steps of the constant perturbation ``u ~ N(0, I)``.
     :param n: number of initial states.
+    :param view: ``"output"`` (each layer's ``h``, the default) or ``"state"`` (``h`` and ``c``
+        for LSTMs, the paper's choice); see :data:`VIEWS`.
+    :param checkpoints: also measure at these settling lengths ``<= settle_steps``, in the same
+        pass (the result's ``curve`` and ``horizon``); ``settle_steps`` is always the last one.
     """
     if settle_steps < 1:
         raise ValueError(f"settle_steps must be >= 1, got {settle_steps}")
+    _check_view(view)
+    if checkpoints is not None and any(int(m) > settle_steps for m in checkpoints):
+        raise ValueError(f"checkpoints must not exceed settle_steps = {settle_steps}")
+    cps = _checkpoints([*(checkpoints or ()), settle_steps])
     with torch.no_grad():
         states = initial_states(network, sequences, generator, n=n, lengths=lengths)
         u = _draw_normal(network.input_size, generator, states[0]).expand(states[0].shape[0], -1)
-        settled = torch.cat(network.settle(u, states, settle_steps), dim=1)
-        nonfinite = int((~torch.isfinite(settled).all(dim=1)).sum())
-        value = float(vaa(settled, epsilon))
-    return VAAMeasurement(value, settled.shape[0], nonfinite)
+        curve = settle_curve(network, states, u, cps, epsilon, view=view)
+    return VAAMeasurement(
+        curve.vaa[-1],
+        curve.n,
+        curve.n_nonfinite[-1],
+        curve.movement[-1],
+        curve.n_moving[-1],
+        curve if checkpoints is not None else None,
+    )
 
 
 def layer_vaa_stars(
@@ -215,19 +364,28 @@ def layer_vaa_stars(
     settle_steps: int,
     epsilon: float = 1e-4,
     generator: torch.Generator | None = None,
+    *,
+    view: str = "state",
 ) -> Tensor:
     """VAA* of each layer, differentiable: a ``(num_layers,)`` tensor.
 
     Layer ``l``'s warmable part runs alone for ``settle_steps`` steps from its own part of
     ``states[l]`` under its own constant perturbation ``u_l ~ N(0, I)``.
+
+    :param view: ``"state"`` (the paper: the whole state, ``tanh`` of ``h`` and ``c`` for an
+        LSTM) or ``"output"`` (``tanh(h)`` only, a bounded view of an LSTM); the same for
+        cells whose state is their output.
     """
     if settle_steps < 1:
         raise ValueError(f"settle_steps must be >= 1, got {settle_steps}")
+    _check_view(view)
     values = []
     for layer, state in zip(network.layers, states, strict=True):
         part = layer.warm_part
         u = _draw_normal(part.input_size, generator, state).expand(state.shape[0], -1)
         settled = part.settle(u, layer.warm_state(state), settle_steps)
+        if view == "output":
+            settled = part.output_of(settled)
         values.append(vaa_star(settled, epsilon))
     return torch.stack(values)
 
@@ -241,8 +399,9 @@ def measure_vaa_star(
     generator: torch.Generator | None = None,
     *,
     lengths: Tensor | Sequence[int] | None = None,
+    view: str = "state",
 ) -> list[float]:
     """VAA* of each layer (see :func:`layer_vaa_stars`), without gradient."""
     with torch.no_grad():
         states = initial_states(network, sequences, generator, n=n, lengths=lengths)
-        return [float(v) for v in layer_vaa_stars(network, states, settle_steps, epsilon, generator)]
+        return [float(v) for v in layer_vaa_stars(network, states, settle_steps, epsilon, generator, view=view)]

@@ -17,8 +17,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rl_warmup.cells import RecurrentNetwork
-from rl_warmup.vaa import SequencesLike, initial_states, layer_vaa_stars, pad_sequences
+from rl_warmup.cells import RecurrentLayer, RecurrentNetwork
+from rl_warmup.vaa import (
+    VIEWS,
+    SequencesLike,
+    VAAMeasurement,
+    initial_states,
+    layer_vaa_stars,
+    measure_vaa,
+    pad_sequences,
+)
+
+AFTER_CHECKPOINTS: tuple[int, ...] = (100, 200, 500, 1000, 2000, 5000)
+"""Settling lengths of the exact VAA curve measured after warmup (:attr:`WarmupResult.vaa`)."""
 
 
 class WarmupError(RuntimeError):
@@ -62,6 +73,30 @@ class WarmupConfig:
     seed: int | None = 0
     """Seed of the warmup's own random draws (batches, truncations, ``M``, perturbations,
     re-initialisations); ``None`` draws a fresh seed."""
+    state_view: str = "state"
+    """Part of each layer's state that VAA* compares: ``"state"`` (the paper: the whole state,
+    ``tanh`` of ``h`` and ``c`` for an LSTM) or ``"output"`` (``tanh(h)`` only). Identical for
+    cells whose state is their output (GRU, MGU, BRC, nBRC)."""
+    lstm_forget_bias: float | None = None
+    """Before warming, set the forget-gate bias of every warmable LSTM layer to this value
+    (``bias_ih`` to it, ``bias_hh`` to 0; also after each restart). ``None`` keeps the
+    initialisation (the paper)."""
+    grad_clip: float | None = None
+    """Clip the norm of the warmup gradient (all warmable parameters together) to this before each
+    Adam step; ``None``: no clipping (the paper)."""
+    keep_best: bool = False
+    """Every ``best_every`` steps, score the network on one fixed batch, perturbation and
+    settling length (``check_settle_steps`` or ``settle_max``) by the warmup loss, and end
+    with the best-scored iterate instead of the last one. The last iterate of an LSTM warmup
+    can be a collapse even when a good network was passed a few steps earlier."""
+    best_every: int = 5
+    """Steps between two scores of ``keep_best`` (the last step is always scored)."""
+    vaa_checkpoints: tuple[int, ...] | None = AFTER_CHECKPOINTS
+    """After a successful warmup, measure the exact VAA of the network's outputs at these
+    settling lengths in one pass (``WarmupResult.vaa``: the curve, its memory horizon, the
+    states' movement and non-finite count); ``None`` skips it."""
+    vaa_n: int = 100
+    """Initial states of that exact measure."""
     flush_denormal: bool = True
     """While warming up, treat subnormal floats (``< 1.2e-38`` in float32) as zero on the calling
     CPU thread, then restore the previous mode. Through a long prefix of a contracting network
@@ -98,6 +133,20 @@ class WarmupConfig:
             raise ValueError(f"WarmupConfig.check_settle_steps must be >= 1, got {self.check_settle_steps}")
         if self.max_restarts < 0:
             raise ValueError(f"WarmupConfig.max_restarts must be >= 0, got {self.max_restarts}")
+        if self.state_view not in VIEWS:
+            raise ValueError(f"WarmupConfig.state_view must be one of {', '.join(VIEWS)}, got {self.state_view!r}")
+        if self.lstm_forget_bias is not None and not math.isfinite(self.lstm_forget_bias):
+            raise ValueError(f"WarmupConfig.lstm_forget_bias must be finite or None, got {self.lstm_forget_bias}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"WarmupConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.best_every < 1:
+            raise ValueError(f"WarmupConfig.best_every must be >= 1, got {self.best_every}")
+        if self.vaa_checkpoints is not None:
+            if len(self.vaa_checkpoints) == 0 or any(int(m) < 1 for m in self.vaa_checkpoints):
+                raise ValueError(f"WarmupConfig.vaa_checkpoints must be settling lengths >= 1, got {self.vaa_checkpoints}")
+            object.__setattr__(self, "vaa_checkpoints", tuple(sorted({int(m) for m in self.vaa_checkpoints})))
+        if self.vaa_n < 2:
+            raise ValueError(f"WarmupConfig.vaa_n must be >= 2, got {self.vaa_n}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,17 +159,35 @@ class WarmupResult:
     :param vaa_star_history: per step of the last attempt, the VAA* of each layer.
     :param loss_history: per step of the last attempt, the loss.
     :param settle_history: per step of the last attempt, the settling length ``M`` drawn.
+    :param grad_norm_history: per step of the last attempt, the norm of the loss gradient over
+        all warmable parameters (before ``grad_clip``); 0 when every state of the batch fell in
+        one attractor, where VAA* is flat.
     :param final_vaa_star: per layer, VAA* measured after warmup (``check_settle_steps`` or ``settle_max`` steps, fresh batch).
     :param restarts: re-initialisations that were needed.
     :param restart_reasons: why each restart happened.
+    :param best_step: with ``keep_best``, the step (0-based) whose iterate was kept; ``None``
+        when the last one was.
+    :param collapse_level: ``2 / batch_size``: a layer whose final VAA* is at or below it has
+        (nearly) all its states in one attractor (see :attr:`collapsed_layers`).
+    :param vaa: the exact VAA of the network's outputs after warmup, with its curve over
+        ``vaa_checkpoints`` and the memory horizon (``None`` when not measured).
     """
 
     vaa_star_history: list[list[float]] = field(default_factory=list)
     loss_history: list[float] = field(default_factory=list)
     settle_history: list[int] = field(default_factory=list)
+    grad_norm_history: list[float] = field(default_factory=list)
     final_vaa_star: list[float] = field(default_factory=list)
     restarts: int = 0
     restart_reasons: list[str] = field(default_factory=list)
+    best_step: int | None = None
+    collapse_level: float = 0.0
+    vaa: VAAMeasurement | None = None
+
+    @property
+    def collapsed_layers(self) -> list[int]:
+        """Layers whose final VAA* is at or below :attr:`collapse_level` (a collapse: one attractor)."""
+        return [i for i, v in enumerate(self.final_vaa_star) if v <= self.collapse_level]
 
 
 def _settle_bound(config: WarmupConfig, step: int) -> int:
@@ -163,7 +230,8 @@ def warmup(
     generator = torch.Generator().manual_seed(seed)
     params = list(dict.fromkeys(network.warmable_parameters()))
     saved_grads = [p.grad for p in params]
-    result = WarmupResult()
+    result = WarmupResult(collapse_level=2.0 / config.batch_size)
+    _set_forget_bias(network, config.lstm_forget_bias)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -171,7 +239,19 @@ def warmup(
         bar = tqdm(total=config.steps, desc="warmup", unit="step")
     try:
         with _denormals_flushed(config.flush_denormal):
-            return _attempts(network, padded, lens, config, params, generator, result, bar, callback)
+            _attempts(network, padded, lens, config, params, generator, result, bar, callback)
+            if config.vaa_checkpoints is not None:
+                result.vaa = measure_vaa(
+                    network,
+                    padded,
+                    settle_steps=config.vaa_checkpoints[-1],
+                    n=config.vaa_n,
+                    epsilon=config.epsilon,
+                    generator=generator,
+                    lengths=lens,
+                    checkpoints=config.vaa_checkpoints,
+                )
+            return result
     finally:
         for p, g in zip(params, saved_grads, strict=True):
             p.grad = g
@@ -221,6 +301,41 @@ def _attempts(
         result.restart_reasons.append(reason)
         for layer in network.layers:
             layer.reset_warmable_parameters(generator)
+        _set_forget_bias(network, config.lstm_forget_bias)
+
+
+def _set_forget_bias(network: RecurrentNetwork, value: float | None) -> None:
+    """Forget-gate bias of every warmable LSTM part: ``bias_ih`` to ``value``, ``bias_hh`` to 0."""
+    if value is None:
+        return
+    for layer in network.layers:
+        part: RecurrentLayer = layer.warm_part
+        if not getattr(part, "is_lstm", False):
+            continue
+        rnn = part.rnn  # type: ignore[attr-defined]
+        h = part.hidden_size
+        with torch.no_grad():  # torch's gate order: input, forget, cell, output
+            rnn.bias_ih_l0[h : 2 * h] = value
+            rnn.bias_hh_l0[h : 2 * h] = 0.0
+
+
+_SCORE_DRAWS = 4
+"""Batches (each with its own perturbation) that ``keep_best`` scores an iterate on: multistability
+depends on the perturbation, and one draw alone selects iterates that suit that draw."""
+
+
+def _score(network: RecurrentNetwork, padded: Tensor, lens: Tensor, config: WarmupConfig, seed: int) -> float:
+    """The warmup loss, averaged over fixed batches and perturbations at one settling length (``keep_best``)."""
+    generator = torch.Generator().manual_seed(seed)
+    steps = config.check_settle_steps or config.settle_max
+    losses = []
+    with torch.no_grad():
+        for _ in range(_SCORE_DRAWS):
+            states = initial_states(network, padded, generator, n=config.batch_size, lengths=lens)
+            stars = layer_vaa_stars(network, states, steps, config.epsilon, generator, view=config.state_view)
+            losses.append(float(((stars - config.target) ** 2).mean()))
+    loss = sum(losses) / len(losses)
+    return loss if math.isfinite(loss) else math.inf
 
 
 def _attempt(
@@ -238,17 +353,22 @@ def _attempt(
     result.vaa_star_history.clear()
     result.loss_history.clear()
     result.settle_history.clear()
+    result.grad_norm_history.clear()
     result.final_vaa_star = []
+    result.best_step = None
     if bar is not None:
         bar.reset()
     optimizer = torch.optim.Adam(params, lr=config.lr)
+    # keep_best scores on draws of their own, so that the warmup's draws are the same without it
+    score_seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if config.keep_best else 0
+    best_score, best_params = math.inf, None
     for step in range(config.steps):
         bound = _settle_bound(config, step)
         m = int(torch.randint(1, bound + 1, (1,), generator=generator))
         with torch.set_grad_enabled(not config.detach_prefix):
             states = initial_states(network, padded, generator, n=config.batch_size, lengths=lens)
         with torch.enable_grad():
-            stars = layer_vaa_stars(network, states, m, config.epsilon, generator)
+            stars = layer_vaa_stars(network, states, m, config.epsilon, generator, view=config.state_view)
             loss = ((stars - config.target) ** 2).mean()
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
@@ -257,20 +377,39 @@ def _attempt(
         optimizer.zero_grad(set_to_none=True)
         for p, g in zip(params, grads, strict=True):
             p.grad = g
+        present = [g for g in grads if g is not None]
+        grad_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present]))) if present else 0.0
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], config.grad_clip)
         optimizer.step()
+        if config.keep_best and ((step + 1) % config.best_every == 0 or step == config.steps - 1):
+            score = _score(network, padded, lens, config, score_seed)
+            if score < best_score:
+                best_score, result.best_step = score, step
+                best_params = [p.detach().clone() for p in params]
         stars_list = [float(v) for v in stars.detach()]
         result.vaa_star_history.append(stars_list)
         result.loss_history.append(loss_value)
         result.settle_history.append(m)
+        result.grad_norm_history.append(grad_norm)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", vaa_star=" ".join(f"{v:.3f}" for v in stars_list))
         if callback is not None:
             callback(step, loss_value, stars_list)
+    if best_params is not None and result.best_step != config.steps - 1:
+        with torch.no_grad():
+            for p, best in zip(params, best_params, strict=True):
+                p.copy_(best)
+    else:
+        result.best_step = None
     with torch.no_grad():
         states = initial_states(network, padded, generator, n=config.batch_size, lengths=lens)
         check_steps = config.check_settle_steps or config.settle_max
-        final = [float(v) for v in layer_vaa_stars(network, states, check_steps, config.epsilon, generator)]
+        final = [
+            float(v)
+            for v in layer_vaa_stars(network, states, check_steps, config.epsilon, generator, view=config.state_view)
+        ]
     result.final_vaa_star = final
     if not all(math.isfinite(v) for v in final):
         return f"non-finite VAA* after warmup ({final})"

@@ -42,7 +42,7 @@ def test_warmup_makes_two_layer_network_multistable(cell: str) -> None:
 
     def exact_vaa() -> float:
         res = measure_vaa(
-            net, sequences, settle_steps=1000, n=100, generator=torch.Generator().manual_seed(5)
+            net, sequences, settle_steps=1000, n=100, generator=torch.Generator().manual_seed(5), view="state"
         )
         assert res.n_nonfinite == 0
         return res.vaa

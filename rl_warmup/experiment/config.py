@@ -91,6 +91,20 @@ class TrainConfig:
     """Re-initialisations allowed before the warmup fails."""
     warmup_detach_prefix: bool = _WU.detach_prefix
     """Run the prefix producing the initial states without gradient (the authors' code: false)."""
+    warmup_state_view: str = _WU.state_view
+    """Part of each layer's state VAA* compares: state (the paper; h and c for LSTMs) or output (h)."""
+    warmup_lstm_forget_bias: float | None = _WU.lstm_forget_bias
+    """Set the LSTM forget-gate bias to this before warming; none: keep the initialisation."""
+    warmup_grad_clip: float | None = _WU.grad_clip
+    """Clip the warmup gradient norm to this; none: no clipping (the paper)."""
+    warmup_keep_best: bool = _WU.keep_best
+    """End the warmup with the best-scored iterate (loss on a fixed batch) instead of the last one."""
+    warmup_best_every: int = _WU.best_every
+    """Steps between two scores of warmup_keep_best."""
+    warmup_vaa_checkpoints: tuple[int, ...] | None = _WU.vaa_checkpoints
+    """Settling lengths of the exact VAA curve measured after warmup (warmup.json); none: skip it."""
+    warmup_vaa_n: int = _WU.vaa_n
+    """Initial states of that exact measure."""
     warmup_flush_denormal: bool = _WU.flush_denormal
     """Flush subnormal floats to zero during warmup (faster, same results)."""
     warmup_seed: int | None = None

@@ -572,7 +572,22 @@ class _Warmup(WarmupCallback):
         seconds = time.perf_counter() - start
         assert self.results is not None
         data = {
-            role: {"final_vaa_star": r.final_vaa_star, "restarts": r.restarts, "restart_reasons": r.restart_reasons}
+            role: {
+                "final_vaa_star": r.final_vaa_star,
+                "collapsed": bool(r.collapsed_layers),
+                "restarts": r.restarts,
+                "restart_reasons": r.restart_reasons,
+                "best_step": r.best_step,
+                **(
+                    {}
+                    if r.vaa is None or r.vaa.curve is None
+                    else {
+                        "vaa_curve": dict(zip(r.vaa.curve.settle_steps, r.vaa.curve.vaa, strict=True)),
+                        "vaa_horizon": r.vaa.horizon,
+                        "vaa_movement": r.vaa.movement,
+                    }
+                ),
+            }
             for role, r in self.results.items()
         }
         self.logger.record("warmup/seconds", seconds)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -13,7 +15,7 @@ from torch import Tensor
 
 from rl_warmup.sb3.rollouts import ActionPolicy, episodes_from_buffer, policy_features
 from rl_warmup.sb3.warmup import collect_policy_sequences, recurrent_networks
-from rl_warmup.vaa import measure_vaa, measure_vaa_star
+from rl_warmup.vaa import DEFAULT_CHECKPOINTS, VIEWS, measure_vaa, measure_vaa_star
 
 
 class VAALoggerCallback(BaseCallback):
@@ -21,14 +23,23 @@ class VAALoggerCallback(BaseCallback):
     actor's (and critic's) recurrent network through ``self.logger``, so they reach stdout, CSV
     and TensorBoard like any SB3 metric.
 
-    Keys: ``vaa/actor``, ``vaa/critic``, ``vaa/actor_nonfinite`` (states that diverged while
-    settling), ``vaa_star/actor_l0`` … per layer, and ``vaa/seconds`` (cost of the measure).
+    Keys: ``vaa/actor``, ``vaa/critic`` (the exact VAA after ``settle_steps``),
+    ``vaa/actor_nonfinite`` (states that diverged while settling), ``vaa/actor_movement`` (largest
+    per-step change of a state at the end: 0 when all have settled), ``vaa/actor_moving`` (states
+    still moving by more than ``epsilon`` per step), ``vaa/actor_horizon`` (memory horizon: the
+    first checkpoint at which the VAA fell below half its value at the first one; ``inf`` when it
+    never did), ``vaa/actor_M100`` … (the VAA at each checkpoint), ``vaa_star/actor_l0`` … per
+    layer, and ``vaa/seconds`` (cost of the measure).
 
     :param every_n_rollouts: measure after every this many rollouts (and at the first one).
     :param source: ``"fixed"``: a fixed set of random-policy episodes collected when training
         starts; ``"rollout"``: the latest rollout buffer, cut at episode starts.
     :param n: number of initial states of the measures.
     :param settle_steps: settling length of the exact VAA.
+    :param checkpoints: shorter settling lengths measured in the same pass (the curve VAA(M) and
+        its horizon, at almost no extra cost); those above ``settle_steps`` are dropped.
+    :param view: part of the state the exact VAA compares: ``"output"`` (each layer's ``h``) or
+        ``"state"`` (``h`` and ``c`` for LSTMs, the paper's); see :data:`rl_warmup.vaa.VIEWS`.
     :param star_settle_steps: settling length of VAA* (0 to skip VAA*).
     :param epsilon: attractor tolerance.
     :param n_episodes: episodes of the fixed set.
@@ -49,6 +60,8 @@ class VAALoggerCallback(BaseCallback):
         source: str = "fixed",
         n: int = 100,
         settle_steps: int = 10_000,
+        checkpoints: Sequence[int] | None = DEFAULT_CHECKPOINTS,
+        view: str = "output",
         star_settle_steps: int = 200,
         epsilon: float = 1e-4,
         n_episodes: int = 64,
@@ -67,6 +80,10 @@ class VAALoggerCallback(BaseCallback):
             raise ValueError("need n >= 2, settle_steps >= 1 and star_settle_steps >= 0")
         if max_overhead is not None and not 0 < max_overhead <= 1:
             raise ValueError(f"max_overhead must lie in (0, 1] or be None, got {max_overhead}")
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+        self.checkpoints = tuple(sorted({int(m) for m in (checkpoints or ()) if 1 <= int(m) <= settle_steps}))
+        self.view = view
         self.every_n_rollouts = every_n_rollouts
         self.source = source
         self.n = n
@@ -121,9 +138,19 @@ class VAALoggerCallback(BaseCallback):
         for role, net in recurrent_networks(self.model.policy).items():
             seqs = sequences[role]
             gen = torch.Generator().manual_seed(self.seed)
-            m = measure_vaa(net, seqs, settle_steps=self.settle_steps, n=self.n, epsilon=self.epsilon, generator=gen)
+            m = measure_vaa(
+                net, seqs, settle_steps=self.settle_steps, n=self.n, epsilon=self.epsilon, generator=gen,
+                view=self.view, checkpoints=self.checkpoints,
+            )
             values[f"vaa/{role}"] = m.vaa
             values[f"vaa/{role}_nonfinite"] = float(m.n_nonfinite)
+            values[f"vaa/{role}_movement"] = m.movement
+            values[f"vaa/{role}_moving"] = float(m.n_moving)
+            assert m.curve is not None
+            values[f"vaa/{role}_horizon"] = float(m.horizon) if m.horizon is not None else math.inf
+            for steps, v in zip(m.curve.settle_steps, m.curve.vaa, strict=True):
+                if steps != self.settle_steps:
+                    values[f"vaa/{role}_M{steps}"] = v
             if self.star_settle_steps > 0:
                 gen = torch.Generator().manual_seed(self.seed)
                 stars = measure_vaa_star(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -222,6 +223,12 @@ class WarmupCallback(BaseCallback):
             for layer, value in enumerate(res.final_vaa_star):
                 self.logger.record(f"warmup/{role}_vaa_star_l{layer}", value)
             self.logger.record(f"warmup/{role}_restarts", res.restarts)
+            self.logger.record(f"warmup/{role}_collapsed", float(bool(res.collapsed_layers)))
+            if res.vaa is not None:
+                self.logger.record(f"warmup/{role}_vaa", res.vaa.vaa)
+                self.logger.record(f"warmup/{role}_movement", res.vaa.movement)
+                horizon = res.vaa.horizon
+                self.logger.record(f"warmup/{role}_horizon", float(horizon) if horizon is not None else math.inf)
 
     def _on_step(self) -> bool:
         return True

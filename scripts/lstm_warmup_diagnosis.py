@@ -1,0 +1,332 @@
+"""Why LSTM warmups collapse: trace each warmup step, and compare warmup variants over seeds.
+
+For every input source x network x warmup variant x seed, this script builds the recurrent
+network (the actor of a ``RecurrentPPO`` policy, ``RecurrentCellPolicy(cell="lstm")`` or stock
+``MlpLstmPolicy``, or a bare :class:`~rl_warmup.cells.RecurrentNetwork` for the copy task),
+collects its input sequences (features of 64 random-policy episodes; copy-first-input sequences),
+warms it up and records, every ``--trace-every`` steps:
+
+- each layer's VAA* at the settling length drawn for that step, the loss and the gradient norm;
+- the exact VAA of the outputs ``h`` after ``--trace-settle`` steps, and of ``(h, c)``;
+- statistics of the cell state ``|c|`` of the settled states and the share of saturated units
+  (``|c| > 9``, where ``tanh(c)`` is 1 in float32) and the outputs' per-step movement.
+
+After warmup: the final VAA* (collapse: ``<= 2/n``), the exact VAA curve of ``h`` over
+``M = 100 .. 10 000`` in one pass, its memory horizon, the movement of ``h`` at ``M = 1000``.
+
+Results go to ``--out`` (``trace.csv``, ``final.csv``, ``summary.md`` and plots); finished
+(source, network, variant, seed) cells are read back from ``final.csv`` and skipped, so an
+interrupted run resumes with the same command.
+
+Example (the study of ``docs/lstm_warmup.md``)::
+
+    python scripts/lstm_warmup_diagnosis.py --variants paper fixed --seeds 0 1 2 3 4 5 6 7 8 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl_warmup.cells import RecurrentNetwork
+from rl_warmup.vaa import initial_states, measure_vaa
+from rl_warmup.warmup import WarmupConfig, warmup
+
+SOURCES: dict[str, str] = {
+    "tmaze": "rl_warmup/TMaze-L25-v0",
+    "passive": "rl_warmup/PassiveTMaze-L50-v0",
+    "minigrid": "rl_warmup/MiniGrid-MemoryS7-v0",
+    "copy": "copy-first-input T = 300",
+}
+"""Input sources: RL environments (random-policy features of the policy) and the copy task."""
+
+NETWORKS: dict[str, tuple[int, int]] = {"1x32": (1, 32), "2x32": (2, 32), "1x64": (1, 64)}
+"""Network sizes: (layers, units)."""
+
+POLICIES: tuple[str, ...] = ("cell", "stock")
+"""``cell``: ``RecurrentCellPolicy(cell="lstm")``; ``stock``: sb3-contrib's ``MlpLstmPolicy``."""
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "output": {"state_view": "output"},
+    "best": {"keep_best": True},
+    "output-fb1": {"state_view": "output", "lstm_forget_bias": 1.0},
+    "output-best": {"state_view": "output", "keep_best": True},
+    "output-clip": {"state_view": "output", "grad_clip": 1.0},
+    "lr3e-3": {"lr": 3e-3},
+    "clip": {"grad_clip": 1.0},
+    "fb1": {"lstm_forget_bias": 1.0},
+    "fb3": {"lstm_forget_bias": 3.0},
+    "m1000": {"settle_max": 1000},
+    "fixed": {"state_view": "output", "keep_best": True},
+}
+"""Warmup variants: ``WarmupConfig`` fields over the paper's defaults."""
+
+SATURATED = 9.0
+"""``|c|`` above which ``tanh(c)`` rounds to +-1 in float32."""
+
+
+def build(source: str, policy: str, network: str, seed: int) -> tuple[RecurrentNetwork, list[torch.Tensor]]:
+    """The actor's recurrent network (fresh, seeded) and its warmup input sequences."""
+    layers, units = NETWORKS[network]
+    if source == "copy":
+        from envs.supervised import copy_first_input
+
+        net = RecurrentNetwork("lstm", 1, units, layers, generator=torch.Generator().manual_seed(seed))
+        batch = copy_first_input(256, np.random.default_rng(seed), length=300)
+        return net, [torch.as_tensor(x, dtype=torch.float32) for x in batch.inputs]
+    from sb3_contrib import RecurrentPPO
+
+    from rl_warmup.experiment.config import resolve_config
+    from rl_warmup.experiment.train import make_env
+    from rl_warmup.sb3.policies import RecurrentCellPolicy
+    from rl_warmup.sb3.warmup import collect_policy_sequences, recurrent_networks
+
+    config = resolve_config({"env_id": SOURCES[source], "seed": seed})
+    env = make_env(config)
+    if policy == "cell":
+        model = RecurrentPPO(
+            RecurrentCellPolicy, env, seed=seed, device="cpu",
+            policy_kwargs=dict(cell="lstm", lstm_hidden_size=units, n_lstm_layers=layers),
+        )
+    else:
+        model = RecurrentPPO(
+            "MlpLstmPolicy", env, seed=seed, device="cpu",
+            policy_kwargs=dict(lstm_hidden_size=units, n_lstm_layers=layers),
+        )
+    sequences = collect_policy_sequences(model, seed=seed)["actor"]
+    net = recurrent_networks(model.policy)["actor"]
+    env.close()
+    return net, sequences
+
+
+def trace_point(net: RecurrentNetwork, sequences: list[torch.Tensor], settle: int) -> dict[str, float]:
+    """Exact VAA of ``h`` and of ``(h, c)`` after ``settle`` steps, and statistics of the settled ``c``."""
+    gen = torch.Generator().manual_seed(12345)
+    out = measure_vaa(net, sequences, settle_steps=settle, n=100, generator=gen, view="output")
+    gen = torch.Generator().manual_seed(12345)
+    full = measure_vaa(net, sequences, settle_steps=settle, n=100, generator=gen, view="state")
+    gen = torch.Generator().manual_seed(12345)
+    with torch.no_grad():
+        states = initial_states(net, sequences, gen, n=100)
+        u = torch.randn(net.input_size, generator=gen).expand(100, -1)
+        settled = net.settle(u, states, settle)
+        c = torch.cat([s[:, layer.hidden_size :] for layer, s in zip(net.layers, settled, strict=True)], dim=1)
+        c = c[torch.isfinite(c).all(dim=1)]
+    return {
+        "vaa_h": out.vaa,
+        "vaa_hc": full.vaa,
+        "move_h": out.movement,
+        "nonfinite": float(out.n_nonfinite),
+        "c_abs_max": float(c.abs().max()) if c.numel() else math.nan,
+        "c_abs_mean": float(c.abs().mean()) if c.numel() else math.nan,
+        "c_saturated": float((c.abs() > SATURATED).float().mean()) if c.numel() else math.nan,
+    }
+
+
+def forget_gate_mean(net: RecurrentNetwork) -> float:
+    """Mean forget-gate bias (``bias_ih + bias_hh``) over the LSTM layers."""
+    values = []
+    for layer in net.layers:
+        rnn = layer.warm_part.rnn  # type: ignore[attr-defined]
+        h = layer.warm_part.hidden_size
+        values.append((rnn.bias_ih_l0[h : 2 * h] + rnn.bias_hh_l0[h : 2 * h]).detach())
+    return float(torch.cat(values).mean())
+
+
+def run_one(
+    source: str, policy: str, network: str, variant: str, seed: int, args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    net, sequences = build(source, policy, network, seed)
+    config = dataclasses.replace(WarmupConfig(seed=seed, max_restarts=0, restart_threshold=1.0), **VARIANTS[variant])
+    key = {"source": source, "policy": policy, "network": network, "variant": variant, "seed": seed}
+    trace: list[dict[str, Any]] = []
+
+    def callback(step: int, loss: float, stars: list[float]) -> None:
+        if step % args.trace_every and step != config.steps - 1:
+            return
+        row = {**key, "step": step, "loss": loss, "vaa_star": float(np.mean(stars)), "vaa_star_min": min(stars)}
+        if args.trace_settle > 0:
+            row.update(trace_point(net, sequences, args.trace_settle))
+        row["forget_bias"] = forget_gate_mean(net)
+        trace.append(row)
+
+    start = time.perf_counter()
+    result = warmup(net, sequences, config, callback=callback)
+    seconds = time.perf_counter() - start
+    for row, i in zip(trace, [r["step"] for r in trace], strict=True):
+        row["settle"] = result.settle_history[i]
+        row["grad_norm"] = result.grad_norm_history[i]
+    assert result.vaa is not None and result.vaa.curve is not None
+    curve = result.vaa.curve
+    at1000 = curve.settle_steps.index(1000)
+    final = {
+        **key,
+        "vaa_star": min(result.final_vaa_star),
+        "collapsed": bool(result.collapsed_layers),
+        "vaa_h_1000": curve.vaa[at1000],
+        "move_h_1000": curve.movement[at1000],
+        "nonfinite_1000": curve.n_nonfinite[at1000],
+        "horizon": curve.horizon if curve.horizon is not None else math.inf,
+        "curve": " ".join(f"{v:.3f}" for v in curve.vaa),
+        "best_step": -1 if result.best_step is None else result.best_step,
+        "seconds": seconds,
+    }
+    return trace, final
+
+
+FINAL_FIELDS = ["source", "policy", "network", "variant", "seed", "vaa_star", "collapsed", "vaa_h_1000",
+                "move_h_1000", "nonfinite_1000", "horizon", "curve", "best_step", "seconds"]
+TRACE_FIELDS = ["source", "policy", "network", "variant", "seed", "step", "settle", "loss", "vaa_star",
+                "vaa_star_min", "grad_norm", "vaa_h", "vaa_hc", "move_h", "nonfinite", "c_abs_max", "c_abs_mean",
+                "c_saturated", "forget_bias"]
+
+
+def _append(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def good(row: dict[str, str], *, vaa_min: float = 0.1, move_max: float = 1e-3) -> bool:
+    """The issue's target for one warmup: VAA of ``h`` at M = 1000 >= 0.1 with ``h`` moving < 1e-3 per step."""
+    return float(row["vaa_h_1000"]) >= vaa_min and float(row["move_h_1000"]) < move_max
+
+
+def summary(rows: list[dict[str, str]]) -> str:
+    """Markdown table: per (source, policy, network, variant), collapses and good warmups over seeds."""
+    groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault((row["source"], row["policy"], row["network"], row["variant"]), []).append(row)
+    lines = [
+        "| source | policy | network | variant | seeds | collapsed (VAA* <= 2/n) | VAA(h, M=1000) >= 0.1 and moving < 1e-3 "
+        "| median VAA(h, M=1000) | median horizon | median VAA* |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (source, policy, network, variant), group in sorted(groups.items()):
+        n = len(group)
+        collapsed = sum(r["collapsed"] == "True" for r in group)
+        ok = sum(good(r) for r in group)
+        horizons = [float(r["horizon"]) for r in group]
+        lines.append(
+            f"| {source} | {policy if source != 'copy' else '-'} | {network} | {variant} | {n} | {collapsed}/{n} | {ok}/{n} "
+            f"| {np.median([float(r['vaa_h_1000']) for r in group]):.2f} | {np.median(horizons):.0f} "
+            f"| {np.median([float(r['vaa_star']) for r in group]):.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(trace: list[dict[str, str]], final: list[dict[str, str]], out: Path) -> None:
+    """``trace.png``: VAA*, exact VAA of h, saturation and gradient norm per warmup step;
+    ``curves.png``: VAA(M) after warmup, per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = sorted({r["variant"] for r in trace})
+    colors = {v: plt.get_cmap("tab10")(i % 10) for i, v in enumerate(variants)}
+    keys = [("vaa_star", "VAA* (at the drawn M)"), ("vaa_h", "exact VAA of h"), ("c_saturated", "share of |c| > 9"),
+            ("grad_norm", "gradient norm")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
+    runs: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    for r in trace:
+        runs.setdefault((r["source"], r["policy"], r["network"], r["variant"], r["seed"]), []).append(r)
+    for (_, _, _, variant, _), rows in runs.items():
+        steps = [int(r["step"]) for r in rows]
+        for ax, (k, _) in zip(axes, keys, strict=True):
+            values = [float(r[k]) if r.get(k) not in (None, "") else math.nan for r in rows]
+            ax.plot(steps, values, color=colors[variant], alpha=0.25, lw=0.8)
+    for ax, (_, title) in zip(axes, keys, strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("warmup step")
+    axes[-1].set_yscale("log")
+    axes[0].legend(handles=[plt.Line2D([], [], color=colors[v], label=v) for v in variants], fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "trace.png", dpi=110)
+    plt.close(fig)
+
+    checkpoints = WarmupConfig().vaa_checkpoints
+    assert checkpoints is not None
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for r in final:
+        values = [float(v) for v in r["curve"].split()]
+        ax.plot(checkpoints[: len(values)], values, color=colors.get(r["variant"], "k"), alpha=0.3, lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("settling steps M")
+    ax.set_ylabel("exact VAA of h")
+    ax.legend(handles=[plt.Line2D([], [], color=colors[v], label=v) for v in variants], fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES), help="input sources (default: all)")
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES),
+                        help="policies of the RL sources (default: both)")
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS), help="sizes (default: all)")
+    parser.add_argument("--variants", nargs="+", default=["paper", "fixed"], choices=list(VARIANTS),
+                        help="warmup variants (default: %(default)s)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)), help="seeds (default: 0..9)")
+    parser.add_argument("--trace-every", type=int, default=10, help="steps between trace points (default: %(default)s)")
+    parser.add_argument("--trace-settle", type=int, default=1000,
+                        help="settling steps of the exact VAA in the trace; 0: no exact VAA in the trace (default: %(default)s)")
+    parser.add_argument("--out", default="results/lstm_diagnosis", help="output directory (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.trace_every < 1:
+        parser.error("--trace-every must be >= 1")
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    done = {(r["source"], r["policy"], r["network"], r["variant"], r["seed"]) for r in _read(out / "final.csv")}
+    todo = [
+        (source, policy if source != "copy" else "-", network, variant, seed)
+        for source in args.sources
+        for policy in (args.policies if source != "copy" else ["-"])
+        for network in args.networks
+        for variant in args.variants
+        for seed in args.seeds
+    ]
+    for i, (source, policy, network, variant, seed) in enumerate(todo):
+        if (source, policy, network, variant, str(seed)) in done:
+            continue
+        trace, final = run_one(source, policy, network, variant, seed, args)
+        _append(out / "trace.csv", TRACE_FIELDS, trace)
+        _append(out / "final.csv", FINAL_FIELDS, [final])
+        print(
+            f"[{i + 1}/{len(todo)}] {source} {policy} {network} {variant} s{seed}: VAA* {final['vaa_star']:.3f} "
+            f"VAA(h,1000) {final['vaa_h_1000']:.3f} move {final['move_h_1000']:.1e} horizon {final['horizon']} "
+            f"({final['seconds']:.1f} s)",
+            flush=True,
+        )
+    final_rows = _read(out / "final.csv")
+    (out / "summary.md").write_text(summary(final_rows))
+    plot(_read(out / "trace.csv"), final_rows, out)
+    print(summary(final_rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

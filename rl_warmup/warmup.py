@@ -52,6 +52,14 @@ class WarmupConfig:
     """``c``: ``M*`` grows by this after every step."""
     settle_max: int = 200
     """``M``: cap on ``M*``; also the settling length of the final restart check."""
+    adaptive_settle: bool = False
+    """Let the curriculum follow the network: after a step whose batch collapsed in some layer
+    (VAA* at most ``2 / batch_size``, where VAA* is flat and the gradient is exactly zero),
+    ``M*`` is halved instead of grown, so that the next steps settle only as long as the
+    network's states stay apart, and the gradient says how to keep them apart longer. ``False``:
+    the paper's schedule ``M* = settle_start + settle_increment * step`` (capped at
+    ``settle_max``), under which a fast-contracting network (an LSTM at torch's initialisation
+    merges its states within ~50 steps) gets zero gradient at most steps."""
     epsilon: float = 1e-4
     """``ε``: distance under which two states count as the same attractor."""
     target: float = 0.95
@@ -62,6 +70,18 @@ class WarmupConfig:
     """After warmup, a layer whose VAA* is at or below this has collapsed into (nearly) a single
     attractor, where VAA*'s gradient vanishes: restart. ``0`` disables the rule (the paper has
     none). LSTMs fall there often (see the README); ``0.1`` catches it."""
+    restart_moving: float | None = None
+    """After warmup, restart when the outputs of some state still move by more than this per
+    step at the last of ``vaa_checkpoints`` (states that never settle: chaotic or oscillating,
+    the "too extreme" case that ``restart_threshold`` does not always catch). ``None``: no such
+    rule (the paper)."""
+    restart_horizon: int | None = None
+    """After warmup, restart when the memory horizon of the exact VAA of the outputs (the first
+    of ``vaa_checkpoints`` at which it fell below half its value at the first one, see
+    :attr:`rl_warmup.vaa.VAACurve.horizon`) is shorter than this: the states reached from real
+    inputs merge within fewer steps than the memory asked for. A warmup that only made short
+    transients (VAA* high at ``settle_max`` steps, one attractor a few hundred steps later, the
+    common LSTM outcome) is tried again. ``None``: no such rule (the paper)."""
     check_settle_steps: int | None = None
     """Settling length of the check after warmup (``settle_max`` when ``None``). States can keep
     merging slowly past ``settle_max``; a longer check (e.g. 1000) sees that collapse."""
@@ -145,6 +165,20 @@ class WarmupConfig:
             if len(self.vaa_checkpoints) == 0 or any(int(m) < 1 for m in self.vaa_checkpoints):
                 raise ValueError(f"WarmupConfig.vaa_checkpoints must be settling lengths >= 1, got {self.vaa_checkpoints}")
             object.__setattr__(self, "vaa_checkpoints", tuple(sorted({int(m) for m in self.vaa_checkpoints})))
+        if self.restart_moving is not None:
+            if not self.restart_moving > 0:
+                raise ValueError(f"WarmupConfig.restart_moving must be > 0 or None, got {self.restart_moving}")
+            if self.vaa_checkpoints is None:
+                raise ValueError("WarmupConfig.restart_moving reads the exact VAA after warmup: set vaa_checkpoints")
+        if self.restart_horizon is not None:
+            if self.restart_horizon < 1:
+                raise ValueError(f"WarmupConfig.restart_horizon must be >= 1 or None, got {self.restart_horizon}")
+            if self.vaa_checkpoints is None or self.restart_horizon > self.vaa_checkpoints[-1]:
+                raise ValueError(
+                    "WarmupConfig.restart_horizon reads the exact VAA curve after warmup: vaa_checkpoints must "
+                    f"reach it (last checkpoint {None if self.vaa_checkpoints is None else self.vaa_checkpoints[-1]}, "
+                    f"restart_horizon {self.restart_horizon})"
+                )
         if self.vaa_n < 2:
             raise ValueError(f"WarmupConfig.vaa_n must be >= 2, got {self.vaa_n}")
 
@@ -158,7 +192,8 @@ class WarmupResult:
 
     :param vaa_star_history: per step of the last attempt, the VAA* of each layer.
     :param loss_history: per step of the last attempt, the loss.
-    :param settle_history: per step of the last attempt, the settling length ``M`` drawn.
+    :param settle_history: per step of the last attempt, the settling length ``M`` drawn (below
+        the curriculum's bound ``M*``, which ``adaptive_settle`` makes follow the network).
     :param grad_norm_history: per step of the last attempt, the norm of the loss gradient over
         all warmable parameters (before ``grad_clip``); 0 when every state of the batch fell in
         one attractor, where VAA* is flat.
@@ -239,19 +274,7 @@ def warmup(
         bar = tqdm(total=config.steps, desc="warmup", unit="step")
     try:
         with _denormals_flushed(config.flush_denormal):
-            _attempts(network, padded, lens, config, params, generator, result, bar, callback)
-            if config.vaa_checkpoints is not None:
-                result.vaa = measure_vaa(
-                    network,
-                    padded,
-                    settle_steps=config.vaa_checkpoints[-1],
-                    n=config.vaa_n,
-                    epsilon=config.epsilon,
-                    generator=generator,
-                    lengths=lens,
-                    checkpoints=config.vaa_checkpoints,
-                )
-            return result
+            return _attempts(network, padded, lens, config, params, generator, result, bar, callback)
     finally:
         for p, g in zip(params, saved_grads, strict=True):
             p.grad = g
@@ -319,6 +342,11 @@ def _set_forget_bias(network: RecurrentNetwork, value: float | None) -> None:
             rnn.bias_hh_l0[h : 2 * h] = 0.0
 
 
+_CHECK_DRAWS = 3
+"""Exact measures (each with its own initial states and perturbation) that ``restart_horizon`` and
+``restart_moving`` must all pass: an LSTM's memory horizon varies with the perturbation (one
+warmed 1 x 32 network: 2000+ steps under one draw, 500 under another)."""
+
 _SCORE_DRAWS = 4
 """Batches (each with its own perturbation) that ``keep_best`` scores an iterate on: multistability
 depends on the perturbation, and one draw alone selects iterates that suit that draw."""
@@ -356,14 +384,17 @@ def _attempt(
     result.grad_norm_history.clear()
     result.final_vaa_star = []
     result.best_step = None
+    result.vaa = None
     if bar is not None:
         bar.reset()
     optimizer = torch.optim.Adam(params, lr=config.lr)
     # keep_best scores on draws of their own, so that the warmup's draws are the same without it
-    score_seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if config.keep_best else 0
+    score_seed = generator.initial_seed() * 1_000_003 + result.restarts
     best_score, best_params = math.inf, None
+    bound = config.settle_start
     for step in range(config.steps):
-        bound = _settle_bound(config, step)
+        if not config.adaptive_settle:
+            bound = _settle_bound(config, step)
         m = int(torch.randint(1, bound + 1, (1,), generator=generator))
         with torch.set_grad_enabled(not config.detach_prefix):
             states = initial_states(network, padded, generator, n=config.batch_size, lengths=lens)
@@ -388,6 +419,9 @@ def _attempt(
                 best_score, result.best_step = score, step
                 best_params = [p.detach().clone() for p in params]
         stars_list = [float(v) for v in stars.detach()]
+        if config.adaptive_settle:
+            collapsed = min(stars_list) <= result.collapse_level
+            bound = max(config.settle_start, bound // 2) if collapsed else min(bound + config.settle_increment, config.settle_max)
         result.vaa_star_history.append(stars_list)
         result.loss_history.append(loss_value)
         result.settle_history.append(m)
@@ -419,4 +453,33 @@ def _attempt(
     lowest = min(final)
     if lowest <= config.restart_below:
         return f"VAA* {lowest:.3f} collapsed to at most restart_below = {config.restart_below}"
+    if config.vaa_checkpoints is None:
+        return None
+    rules = config.restart_horizon is not None or config.restart_moving is not None
+    for draw in range(_CHECK_DRAWS if rules else 1):
+        measured = measure_vaa(
+            network,
+            padded,
+            settle_steps=config.vaa_checkpoints[-1],
+            n=config.vaa_n,
+            epsilon=config.epsilon,
+            generator=generator,
+            lengths=lens,
+            checkpoints=config.vaa_checkpoints,
+        )
+        if draw == 0:
+            result.vaa = measured
+        assert measured.curve is not None
+        horizon = measured.horizon
+        if config.restart_horizon is not None and horizon is not None and horizon < config.restart_horizon:
+            return (
+                f"memory horizon {horizon} settling steps, shorter than restart_horizon = {config.restart_horizon} "
+                f"(exact VAA of the outputs {' '.join(f'{v:.2f}' for v in measured.curve.vaa)} "
+                f"at M = {' '.join(str(m) for m in measured.curve.settle_steps)})"
+            )
+        if config.restart_moving is not None and measured.movement > config.restart_moving:
+            return (
+                f"outputs still move by {measured.movement:.2g} per step after {config.vaa_checkpoints[-1]} "
+                f"settling steps, more than restart_moving = {config.restart_moving} (chaotic or too extreme)"
+            )
     return None

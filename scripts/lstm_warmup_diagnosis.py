@@ -11,8 +11,10 @@ warms it up and records, every ``--trace-every`` steps:
 - statistics of the cell state ``|c|`` of the settled states and the share of saturated units
   (``|c| > 9``, where ``tanh(c)`` is 1 in float32) and the outputs' per-step movement.
 
-After warmup: the final VAA* (collapse: ``<= 2/n``), the exact VAA curve of ``h`` over
-``M = 100 .. 10 000`` in one pass, its memory horizon, the movement of ``h`` at ``M = 1000``.
+After warmup: the final VAA* (collapse: ``<= 2/n``), and on draws of its own (other initial
+states and perturbation than the warmup's checks, which restart rules select on) the exact VAA
+curve of ``h`` over ``M = 100 .. 10 000`` in one pass, its memory horizon and the movement of
+``h`` at ``M = 1000``.
 
 Results go to ``--out`` (``trace.csv``, ``final.csv``, ``summary.md`` and plots); finished
 (source, network, variant, seed) cells are read back from ``final.csv`` and skipped, so an
@@ -38,8 +40,8 @@ import numpy as np
 import torch
 
 from rl_warmup.cells import RecurrentNetwork
-from rl_warmup.vaa import initial_states, measure_vaa
-from rl_warmup.warmup import WarmupConfig, warmup
+from rl_warmup.vaa import DEFAULT_CHECKPOINTS, initial_states, measure_vaa
+from rl_warmup.warmup import WarmupConfig, WarmupError, warmup
 
 SOURCES: dict[str, str] = {
     "tmaze": "rl_warmup/TMaze-L25-v0",
@@ -67,6 +69,27 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fb1": {"lstm_forget_bias": 1.0},
     "fb3": {"lstm_forget_bias": 3.0},
     "m1000": {"settle_max": 1000},
+    "oc": {"state_view": "output", "grad_clip": 1.0},
+    "oc-r": {"state_view": "output", "grad_clip": 1.0, "restart_below": 0.07, "restart_moving": 1e-2},
+    "oc-r1000": {"state_view": "output", "grad_clip": 1.0, "restart_below": 0.07, "restart_moving": 1e-2,
+                 "check_settle_steps": 1000},
+    "ocb-r": {"state_view": "output", "grad_clip": 1.0, "keep_best": True, "restart_below": 0.07,
+              "restart_moving": 1e-2},
+    "ocfb1-r": {"state_view": "output", "grad_clip": 1.0, "lstm_forget_bias": 1.0, "restart_below": 0.07,
+                "restart_moving": 1e-2},
+    "a": {"adaptive_settle": True},
+    "ao": {"adaptive_settle": True, "state_view": "output"},
+    "aoc": {"adaptive_settle": True, "state_view": "output", "grad_clip": 1.0},
+    "aoc-r": {"adaptive_settle": True, "state_view": "output", "grad_clip": 1.0, "restart_below": 0.07,
+              "restart_moving": 1e-2},
+    "afb1": {"adaptive_settle": True, "lstm_forget_bias": 1.0},
+    "ao-m1000": {"adaptive_settle": True, "state_view": "output", "settle_max": 1000},
+    "a-m1000": {"adaptive_settle": True, "settle_max": 1000},
+    "aoc-m1000": {"adaptive_settle": True, "state_view": "output", "grad_clip": 1.0, "settle_max": 1000},
+    "oc-h": {"state_view": "output", "grad_clip": 1.0, "restart_horizon": 2000, "restart_moving": 1e-2,
+             "max_restarts": 10},
+    "p-h": {"restart_horizon": 2000, "restart_moving": 1e-2, "max_restarts": 10},
+    "c-h": {"grad_clip": 1.0, "restart_horizon": 2000, "restart_moving": 1e-2, "max_restarts": 10},
     "fixed": {"state_view": "output", "keep_best": True},
 }
 """Warmup variants: ``WarmupConfig`` fields over the paper's defaults."""
@@ -147,7 +170,7 @@ def run_one(
     source: str, policy: str, network: str, variant: str, seed: int, args: argparse.Namespace
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     net, sequences = build(source, policy, network, seed)
-    config = dataclasses.replace(WarmupConfig(seed=seed, max_restarts=0, restart_threshold=1.0), **VARIANTS[variant])
+    config = dataclasses.replace(WarmupConfig(seed=seed), **VARIANTS[variant])
     key = {"source": source, "policy": policy, "network": network, "variant": variant, "seed": seed}
     trace: list[dict[str, Any]] = []
 
@@ -161,13 +184,22 @@ def run_one(
         trace.append(row)
 
     start = time.perf_counter()
-    result = warmup(net, sequences, config, callback=callback)
+    try:
+        result = warmup(net, sequences, config, callback=callback)
+    except WarmupError as e:  # every attempt was refused by a restart rule: the user gets no network
+        failed = {**key, "vaa_star": math.nan, "collapsed": "error", "vaa_h_1000": math.nan, "move_h_1000": math.nan,
+                  "nonfinite_1000": 0, "horizon": math.nan, "curve": "", "best_step": -1, "restarts": config.max_restarts,
+                  "seconds": time.perf_counter() - start, "error": str(e)}
+        return trace, failed
     seconds = time.perf_counter() - start
     for row, i in zip(trace, [r["step"] for r in trace], strict=True):
         row["settle"] = result.settle_history[i]
         row["grad_norm"] = result.grad_norm_history[i]
-    assert result.vaa is not None and result.vaa.curve is not None
-    curve = result.vaa.curve
+    # measured on draws of its own (not the warmup's check, which restart rules select on), to M = 10 000
+    measured = measure_vaa(net, sequences, settle_steps=DEFAULT_CHECKPOINTS[-1], n=100,
+                           generator=torch.Generator().manual_seed(10_000 + seed), checkpoints=DEFAULT_CHECKPOINTS)
+    assert measured.curve is not None
+    curve = measured.curve
     at1000 = curve.settle_steps.index(1000)
     final = {
         **key,
@@ -179,13 +211,14 @@ def run_one(
         "horizon": curve.horizon if curve.horizon is not None else math.inf,
         "curve": " ".join(f"{v:.3f}" for v in curve.vaa),
         "best_step": -1 if result.best_step is None else result.best_step,
+        "restarts": result.restarts,
         "seconds": seconds,
     }
     return trace, final
 
 
 FINAL_FIELDS = ["source", "policy", "network", "variant", "seed", "vaa_star", "collapsed", "vaa_h_1000",
-                "move_h_1000", "nonfinite_1000", "horizon", "curve", "best_step", "seconds"]
+                "move_h_1000", "nonfinite_1000", "horizon", "curve", "best_step", "restarts", "seconds", "error"]
 TRACE_FIELDS = ["source", "policy", "network", "variant", "seed", "step", "settle", "loss", "vaa_star",
                 "vaa_star_min", "grad_norm", "vaa_h", "vaa_hc", "move_h", "nonfinite", "c_abs_max", "c_abs_mean",
                 "c_saturated", "forget_bias"]
@@ -208,8 +241,9 @@ def _read(path: Path) -> list[dict[str, str]]:
 
 
 def good(row: dict[str, str], *, vaa_min: float = 0.1, move_max: float = 1e-3) -> bool:
-    """The issue's target for one warmup: VAA of ``h`` at M = 1000 >= 0.1 with ``h`` moving < 1e-3 per step."""
-    return float(row["vaa_h_1000"]) >= vaa_min and float(row["move_h_1000"]) < move_max
+    """The target for one warmup: VAA of ``h`` at M = 1000 >= 0.1 with ``h`` moving < 1e-3 per step
+    (a failed warmup, ``WarmupError``, is not good)."""
+    return row["collapsed"] != "error" and float(row["vaa_h_1000"]) >= vaa_min and float(row["move_h_1000"]) < move_max
 
 
 def summary(rows: list[dict[str, str]]) -> str:
@@ -219,18 +253,19 @@ def summary(rows: list[dict[str, str]]) -> str:
         groups.setdefault((row["source"], row["policy"], row["network"], row["variant"]), []).append(row)
     lines = [
         "| source | policy | network | variant | seeds | collapsed (VAA* <= 2/n) | VAA(h, M=1000) >= 0.1 and moving < 1e-3 "
-        "| median VAA(h, M=1000) | median horizon | median VAA* |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| median VAA(h, M=1000) | median horizon | median VAA* | restarts | failed (WarmupError) | s per warmup |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (source, policy, network, variant), group in sorted(groups.items()):
         n = len(group)
-        collapsed = sum(r["collapsed"] == "True" for r in group)
+        collapsed = sum(r["collapsed"] in ("True", "error") for r in group)
         ok = sum(good(r) for r in group)
         horizons = [float(r["horizon"]) for r in group]
         lines.append(
             f"| {source} | {policy if source != 'copy' else '-'} | {network} | {variant} | {n} | {collapsed}/{n} | {ok}/{n} "
-            f"| {np.median([float(r['vaa_h_1000']) for r in group]):.2f} | {np.median(horizons):.0f} "
-            f"| {np.median([float(r['vaa_star']) for r in group]):.2f} |"
+            f"| {np.nanmedian([float(r['vaa_h_1000']) for r in group]):.2f} | {np.nanmedian(horizons):.0f} "
+            f"| {np.nanmedian([float(r['vaa_star']) for r in group]):.2f} | {sum(int(r.get('restarts') or 0) for r in group)} "
+            f"| {sum(r['collapsed'] == 'error' for r in group)} | {np.mean([float(r['seconds']) for r in group]):.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -265,8 +300,7 @@ def plot(trace: list[dict[str, str]], final: list[dict[str, str]], out: Path) ->
     fig.savefig(out / "trace.png", dpi=110)
     plt.close(fig)
 
-    checkpoints = WarmupConfig().vaa_checkpoints
-    assert checkpoints is not None
+    checkpoints = DEFAULT_CHECKPOINTS
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for r in final:
         values = [float(v) for v in r["curve"].split()]

@@ -518,3 +518,25 @@ def test_time_to_threshold_plot_has_one_panel_per_environment_family(tmp_path: P
     assert figure.axes[0].get_xscale() == "log"  # two distinct lengths: a memory-length axis
     assert [t.get_text() for t in figure.axes[1].get_xticklabels()] == ["L = 10"]
     assert path.stat().st_size > 10_000
+
+
+def test_stock_lstm_trains_sb3_contribs_policy_and_warms_it(tmp_path: Path) -> None:
+    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+
+    from rl_warmup.experiment.config import resolve_config
+    from rl_warmup.experiment.train import train
+    from rl_warmup.sb3.ppo import FastRecurrentPPO
+
+    settings = {**TINY, "env_id": "rl_warmup/PassiveTMaze-v0", "cell": "stock_lstm", "warmup": "full",
+                "output_dir": str(tmp_path), "progress_bar": False, "tensorboard": False, "threads": 1}
+    config = resolve_config(settings)
+    assert set(config.policy_kwargs()) == {"lstm_hidden_size", "n_lstm_layers", "enable_critic_lstm", "net_arch"}
+    result = train(config)
+    model = FastRecurrentPPO.load(config.run_dir / "model.zip")
+    assert type(model.policy) is RecurrentActorCriticPolicy  # sb3-contrib's MlpLstmPolicy itself
+    assert model.policy.lstm_actor.hidden_size == 8
+    warmup = json.loads((config.run_dir / "warmup.json").read_text())["networks"]
+    assert set(warmup) == {"actor", "critic"} and len(warmup["actor"]["final_vaa_star"]) == 1
+    assert result.warmup_vaa_star["actor"] == warmup["actor"]["final_vaa_star"]
+    with pytest.raises(ValueError, match="stock_lstm has none"):
+        resolve_config({**settings, "warmup": "double"})

@@ -29,8 +29,13 @@ import yaml
 from rl_warmup.experiment.cli import coerce_value
 from rl_warmup.warmup import WarmupConfig
 
-CELLS: tuple[str, ...] = ("lstm", "gru", "mgu", "brc", "nbrc", "chrono_lstm")
-"""Cells of :class:`rl_warmup.sb3.policies.RecurrentCellPolicy` (same as ``rl_warmup.cells.CELL_NAMES``)."""
+STOCK_LSTM = "stock_lstm"
+"""The ``cell`` value that trains sb3-contrib's own ``MlpLstmPolicy`` (``nn.LSTM``) instead of
+:class:`~rl_warmup.sb3.policies.RecurrentCellPolicy`: what a user of ``RecurrentPPO`` has by default."""
+
+CELLS: tuple[str, ...] = ("lstm", "gru", "mgu", "brc", "nbrc", "chrono_lstm", STOCK_LSTM)
+"""Cells of :class:`rl_warmup.sb3.policies.RecurrentCellPolicy` (``rl_warmup.cells.CELL_NAMES``), and
+:data:`STOCK_LSTM`, sb3-contrib's ``MlpLstmPolicy``."""
 
 WARMUP_MODES: tuple[str, ...] = ("none", "full", "double")
 """``none``: cold start; ``full``: warm the whole recurrent network; ``double``: double layers
@@ -51,7 +56,8 @@ class TrainConfig:
     """Gymnasium id of the environment: one of the project's (``rl_warmup/...``, see
     ``envs.ENVIRONMENTS``) or any registered id; ``module:Id`` imports ``module`` first."""
     cell: str = "lstm"
-    """Recurrent cell: lstm, gru, mgu, brc, nbrc or chrono_lstm."""
+    """Recurrent cell: lstm, gru, mgu, brc, nbrc or chrono_lstm (RecurrentCellPolicy), or
+    stock_lstm (sb3-contrib's own MlpLstmPolicy, or MultiInputLstmPolicy for Dict observations)."""
     hidden_size: int = 64
     """Units per recurrent layer (both halves together for double layers)."""
     n_layers: int = 1
@@ -77,6 +83,8 @@ class TrainConfig:
     """Growth of M* after every warmup step."""
     warmup_settle_max: int = _WU.settle_max
     """Cap on M*; also the settling length of the restart check."""
+    warmup_adaptive_settle: bool = _WU.adaptive_settle
+    """Halve M* after a step whose batch collapsed (zero gradient) instead of growing it."""
     warmup_epsilon: float = _WU.epsilon
     """Distance under which two states are the same attractor."""
     warmup_target: float = _WU.target
@@ -85,6 +93,11 @@ class TrainConfig:
     """Restart the warmup when a layer's VAA* ends above this."""
     warmup_restart_below: float = _WU.restart_below
     """Restart the warmup when a layer's VAA* ends at or below this (collapse); 0: never (paper)."""
+    warmup_restart_moving: float | None = _WU.restart_moving
+    """Restart the warmup when the outputs still move by more than this per step after the exact
+    VAA's settling (chaotic or too extreme); none: never (paper)."""
+    warmup_restart_horizon: int | None = _WU.restart_horizon
+    """Restart the warmup when the exact VAA's memory horizon is shorter than this; none: never (paper)."""
     warmup_check_settle_steps: int | None = _WU.check_settle_steps
     """Settling length of the check after warmup; none: warmup_settle_max."""
     warmup_max_restarts: int = _WU.max_restarts
@@ -192,6 +205,8 @@ class TrainConfig:
             raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         if self.warmup not in WARMUP_MODES:
             raise ValueError(f"unknown warmup mode {self.warmup!r}; choose one of {', '.join(WARMUP_MODES)}")
+        if self.cell == STOCK_LSTM and self.warmup == "double":
+            raise ValueError("warmup=double needs RecurrentCellPolicy's double layers; stock_lstm has none")
         if self.warmup == "double" and self.hidden_size % 2:
             raise ValueError(f"warmup=double splits each layer in two: hidden_size must be even, got {self.hidden_size}")
         positive = ("hidden_size", "n_layers", "n_envs", "n_steps", "batch_size", "n_epochs",
@@ -231,7 +246,15 @@ class TrainConfig:
         return Path(self.output_dir) / (self.run_name or default_run_name(self))
 
     def policy_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :class:`~rl_warmup.sb3.policies.RecurrentCellPolicy`."""
+        """Keyword arguments of :class:`~rl_warmup.sb3.policies.RecurrentCellPolicy` (of
+        sb3-contrib's ``MlpLstmPolicy`` for ``cell="stock_lstm"``)."""
+        if self.cell == STOCK_LSTM:
+            return {
+                "lstm_hidden_size": self.hidden_size,
+                "n_lstm_layers": self.n_layers,
+                "enable_critic_lstm": self.enable_critic_lstm,
+                "net_arch": list(self.net_arch),
+            }
         return {
             "cell": self.cell,
             "double": self.warmup == "double",

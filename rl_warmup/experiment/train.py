@@ -65,6 +65,7 @@ from stable_baselines3.common.vec_env import (
 from rl_warmup.experiment.cli import add_dataclass_arguments, given_values
 from rl_warmup.experiment.config import (
     RUNTIME_FIELDS,
+    STOCK_LSTM,
     TrainConfig,
     check_env_id,
     dump_yaml,
@@ -752,8 +753,11 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
             snapshot_blob = (ckpt_dir / SNAPSHOT_FILE).read_bytes()
     else:
         # RecurrentPPO's updates with less overhead per minibatch (rl_warmup.sb3.ppo)
+        policy: Any = RecurrentCellPolicy
+        if config.cell == STOCK_LSTM:
+            policy = "MultiInputLstmPolicy" if isinstance(venv.observation_space, gym.spaces.Dict) else "MlpLstmPolicy"
         model = FastRecurrentPPO(
-            RecurrentCellPolicy,
+            policy,
             venv,
             learning_rate=config.learning_rate,
             n_steps=config.n_steps,

@@ -149,7 +149,7 @@ def test_restart_horizon_refuses_short_transients() -> None:
     # one tiny step leaves a fresh LSTM contracting: its states merge within ~50 steps
     config = WarmupConfig(**{**FAST, "steps": 1, "lr": 1e-6, "vaa_checkpoints": (10, 200, 400)},
                           restart_horizon=400, max_restarts=1)
-    with pytest.raises(WarmupError, match="memory horizon .* shorter than restart_horizon = 400"):
+    with pytest.raises(WarmupError, match=r"memory horizon .* shorter than restart_horizon = 400"):
         warmup(lstm(), sequences(), config)
 
 

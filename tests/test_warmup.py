@@ -41,6 +41,8 @@ def test_warmup_makes_two_layer_network_multistable(cell: str) -> None:
     net = RecurrentNetwork(cell, 1, 32, 2, generator=torch.Generator().manual_seed(1))
 
     def exact_vaa() -> float:
+        # the paper's measure (h and c): for the LSTM, h of this warmed network has merged into one
+        # attractor by M = 1000 while c still drifts apart (docs/lstm_warmup.md)
         res = measure_vaa(
             net, sequences, settle_steps=1000, n=100, generator=torch.Generator().manual_seed(5), view="state"
         )

@@ -59,7 +59,8 @@ class WarmupConfig:
     network's states stay apart, and the gradient says how to keep them apart longer. ``False``:
     the paper's schedule ``M* = settle_start + settle_increment * step`` (capped at
     ``settle_max``), under which a fast-contracting network (an LSTM at torch's initialisation
-    merges its states within ~50 steps) gets zero gradient at most steps."""
+    merges its states within ~100 steps) gets zero gradient at many steps (about 40 % of the
+    paper's warmup steps on T-Maze features, ``docs/lstm_warmup.md``)."""
     epsilon: float = 1e-4
     """``ε``: distance under which two states count as the same attractor."""
     target: float = 0.95
@@ -105,9 +106,9 @@ class WarmupConfig:
     """Clip the norm of the warmup gradient (all warmable parameters together) to this before each
     Adam step; ``None``: no clipping (the paper)."""
     keep_best: bool = False
-    """Every ``best_every`` steps, score the network on one fixed batch, perturbation and
-    settling length (``check_settle_steps`` or ``settle_max``) by the warmup loss, and end
-    with the best-scored iterate instead of the last one. The last iterate of an LSTM warmup
+    """Every ``best_every`` steps, score the network by the warmup loss averaged over 4 fixed
+    batches, each with its own fixed perturbation, at one settling length (``check_settle_steps``
+    or ``settle_max``), and end with the best-scored iterate instead of the last one. The last iterate of an LSTM warmup
     can be a collapse even when a good network was passed a few steps earlier."""
     best_every: int = 5
     """Steps between two scores of ``keep_best`` (the last step is always scored)."""
@@ -345,7 +346,7 @@ def _set_forget_bias(network: RecurrentNetwork, value: float | None) -> None:
 _CHECK_DRAWS = 3
 """Exact measures (each with its own initial states and perturbation) that ``restart_horizon`` and
 ``restart_moving`` must all pass: an LSTM's memory horizon varies with the perturbation (one
-warmed 1 x 32 network: 2000+ steps under one draw, 500 under another)."""
+warmed 1 x 32 network: 2000+ steps under three draws, 1000 under a fourth)."""
 
 _SCORE_DRAWS = 4
 """Batches (each with its own perturbation) that ``keep_best`` scores an iterate on: multistability

@@ -366,6 +366,7 @@ def layer_vaa_stars(
     generator: torch.Generator | None = None,
     *,
     view: str = "state",
+    perturbations: int = 1,
 ) -> Tensor:
     """VAA* of each layer, differentiable: a ``(num_layers,)`` tensor.
 
@@ -375,18 +376,31 @@ def layer_vaa_stars(
     :param view: ``"state"`` (the paper: the whole state, ``tanh`` of ``h`` and ``c`` for an
         LSTM) or ``"output"`` (``tanh(h)`` only, a bounded view of an LSTM); the same for
         cells whose state is their output.
+    :param perturbations: ``K``: settle the same states under ``K`` perturbations of their own
+        (one batched pass of ``K * n`` states) and average the ``K`` values of VAA*. ``1``: the
+        paper's single perturbation (the same draws as before this option existed).
     """
     if settle_steps < 1:
         raise ValueError(f"settle_steps must be >= 1, got {settle_steps}")
+    if perturbations < 1:
+        raise ValueError(f"perturbations must be >= 1, got {perturbations}")
     _check_view(view)
     values = []
     for layer, state in zip(network.layers, states, strict=True):
         part = layer.warm_part
-        u = _draw_normal(part.input_size, generator, state).expand(state.shape[0], -1)
-        settled = part.settle(u, layer.warm_state(state), settle_steps)
+        n = state.shape[0]
+        if perturbations == 1:
+            u = _draw_normal(part.input_size, generator, state).expand(n, -1)
+            start = layer.warm_state(state)
+        else:
+            draws = torch.randn(perturbations, part.input_size, generator=generator, dtype=torch.float32)
+            u = draws.to(device=state.device, dtype=state.dtype).repeat_interleave(n, dim=0)
+            start = layer.warm_state(state).repeat(perturbations, 1)
+        settled = part.settle(u, start, settle_steps)
         if view == "output":
             settled = part.output_of(settled)
-        values.append(vaa_star(settled, epsilon))
+        stars = [vaa_star(block, epsilon) for block in settled.split(n)]
+        values.append(torch.stack(stars).mean())
     return torch.stack(values)
 
 

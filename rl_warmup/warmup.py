@@ -102,6 +102,22 @@ class WarmupConfig:
     """Before warming, set the forget-gate bias of every warmable LSTM layer to this value
     (``bias_ih`` to it, ``bias_hh`` to 0; also after each restart). ``None`` keeps the
     initialisation (the paper)."""
+    lstm_init: str | None = None
+    """Before warming (and after each restart), re-initialise every warmable LSTM layer, before
+    ``lstm_forget_bias``: ``"orthogonal"`` gives it the paper authors' GRU initialisation
+    (Xavier-uniform input weights, orthogonal recurrent weights per gate, zero biases);
+    ``"chrono"`` sets the chrono gate biases of Tallec & Ollivier (forget-gate bias
+    ``log U(1, chrono_t_max - 1)`` per unit, input-gate bias its negative, so that the cell
+    state starts as a slowly leaking, weakly driven memory), other weights kept. ``None`` keeps
+    the network's initialisation (the paper)."""
+    chrono_t_max: int = 1000
+    """``t_max`` of ``lstm_init="chrono"``: the longest time dependency the gates start with."""
+    perturbations: int = 1
+    """``K``: each step's VAA* is the mean over ``K`` constant perturbations of the same initial
+    states (one batched settling pass of ``K * batch_size`` states); also for the final check
+    and ``keep_best``. ``1``: the paper's single perturbation. Multistability depends on the
+    perturbation; averaging smooths the objective and keeps a gradient where one perturbation
+    merges every state and another does not."""
     grad_clip: float | None = None
     """Clip the norm of the warmup gradient (all warmable parameters together) to this before each
     Adam step; ``None``: no clipping (the paper)."""
@@ -158,6 +174,12 @@ class WarmupConfig:
             raise ValueError(f"WarmupConfig.state_view must be one of {', '.join(VIEWS)}, got {self.state_view!r}")
         if self.lstm_forget_bias is not None and not math.isfinite(self.lstm_forget_bias):
             raise ValueError(f"WarmupConfig.lstm_forget_bias must be finite or None, got {self.lstm_forget_bias}")
+        if self.lstm_init not in (None, "orthogonal", "chrono"):
+            raise ValueError(f"WarmupConfig.lstm_init must be None, 'orthogonal' or 'chrono', got {self.lstm_init!r}")
+        if self.chrono_t_max < 3:
+            raise ValueError(f"WarmupConfig.chrono_t_max must be >= 3, got {self.chrono_t_max}")
+        if self.perturbations < 1:
+            raise ValueError(f"WarmupConfig.perturbations must be >= 1, got {self.perturbations}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"WarmupConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
         if self.best_every < 1:
@@ -267,7 +289,7 @@ def warmup(
     params = list(dict.fromkeys(network.warmable_parameters()))
     saved_grads = [p.grad for p in params]
     result = WarmupResult(collapse_level=2.0 / config.batch_size)
-    _set_forget_bias(network, config.lstm_forget_bias)
+    _prepare_lstms(network, config, generator)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -325,12 +347,13 @@ def _attempts(
         result.restart_reasons.append(reason)
         for layer in network.layers:
             layer.reset_warmable_parameters(generator)
-        _set_forget_bias(network, config.lstm_forget_bias)
+        _prepare_lstms(network, config, generator)
 
 
-def _set_forget_bias(network: RecurrentNetwork, value: float | None) -> None:
-    """Forget-gate bias of every warmable LSTM part: ``bias_ih`` to ``value``, ``bias_hh`` to 0."""
-    if value is None:
+def _prepare_lstms(network: RecurrentNetwork, config: WarmupConfig, generator: torch.Generator) -> None:
+    """``lstm_init`` (drawn from the warmup's generator), then ``lstm_forget_bias`` (``bias_ih``
+    to it, ``bias_hh`` to 0), on every warmable LSTM part."""
+    if config.lstm_init is None and config.lstm_forget_bias is None:
         return
     for layer in network.layers:
         part: RecurrentLayer = layer.warm_part
@@ -339,8 +362,21 @@ def _set_forget_bias(network: RecurrentNetwork, value: float | None) -> None:
         rnn = part.rnn  # type: ignore[attr-defined]
         h = part.hidden_size
         with torch.no_grad():  # torch's gate order: input, forget, cell, output
-            rnn.bias_ih_l0[h : 2 * h] = value
-            rnn.bias_hh_l0[h : 2 * h] = 0.0
+            if config.lstm_init == "orthogonal":
+                for g in range(4):
+                    torch.nn.init.xavier_uniform_(rnn.weight_ih_l0[g * h : (g + 1) * h], generator=generator)
+                    torch.nn.init.orthogonal_(rnn.weight_hh_l0[g * h : (g + 1) * h], generator=generator)
+                rnn.bias_ih_l0.zero_()
+                rnn.bias_hh_l0.zero_()
+            elif config.lstm_init == "chrono":
+                u = torch.rand(h, generator=generator) * (config.chrono_t_max - 2) + 1
+                b_f = torch.log(u).to(device=rnn.bias_ih_l0.device, dtype=rnn.bias_ih_l0.dtype)
+                rnn.bias_ih_l0[:h] = -b_f
+                rnn.bias_ih_l0[h : 2 * h] = b_f
+                rnn.bias_hh_l0[: 2 * h] = 0.0
+            if config.lstm_forget_bias is not None:
+                rnn.bias_ih_l0[h : 2 * h] = config.lstm_forget_bias
+                rnn.bias_hh_l0[h : 2 * h] = 0.0
 
 
 _CHECK_DRAWS = 3
@@ -361,7 +397,9 @@ def _score(network: RecurrentNetwork, padded: Tensor, lens: Tensor, config: Warm
     with torch.no_grad():
         for _ in range(_SCORE_DRAWS):
             states = initial_states(network, padded, generator, n=config.batch_size, lengths=lens)
-            stars = layer_vaa_stars(network, states, steps, config.epsilon, generator, view=config.state_view)
+            stars = layer_vaa_stars(
+                network, states, steps, config.epsilon, generator, view=config.state_view, perturbations=config.perturbations
+            )
             losses.append(float(((stars - config.target) ** 2).mean()))
     loss = sum(losses) / len(losses)
     return loss if math.isfinite(loss) else math.inf
@@ -400,7 +438,9 @@ def _attempt(
         with torch.set_grad_enabled(not config.detach_prefix):
             states = initial_states(network, padded, generator, n=config.batch_size, lengths=lens)
         with torch.enable_grad():
-            stars = layer_vaa_stars(network, states, m, config.epsilon, generator, view=config.state_view)
+            stars = layer_vaa_stars(
+                network, states, m, config.epsilon, generator, view=config.state_view, perturbations=config.perturbations
+            )
             loss = ((stars - config.target) ** 2).mean()
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
@@ -443,7 +483,10 @@ def _attempt(
         check_steps = config.check_settle_steps or config.settle_max
         final = [
             float(v)
-            for v in layer_vaa_stars(network, states, check_steps, config.epsilon, generator, view=config.state_view)
+            for v in layer_vaa_stars(
+                network, states, check_steps, config.epsilon, generator, view=config.state_view,
+                perturbations=config.perturbations,
+            )
         ]
     result.final_vaa_star = final
     if not all(math.isfinite(v) for v in final):

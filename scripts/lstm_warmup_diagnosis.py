@@ -54,8 +54,9 @@ SOURCES: dict[str, str] = {
 NETWORKS: dict[str, tuple[int, int]] = {"1x32": (1, 32), "2x32": (2, 32), "1x64": (1, 64)}
 """Network sizes: (layers, units)."""
 
-POLICIES: tuple[str, ...] = ("cell", "stock")
-"""``cell``: ``RecurrentCellPolicy(cell="lstm")``; ``stock``: sb3-contrib's ``MlpLstmPolicy``."""
+POLICIES: tuple[str, ...] = ("cell", "stock", "gru")
+"""``cell``: ``RecurrentCellPolicy(cell="lstm")``; ``stock``: sb3-contrib's ``MlpLstmPolicy``;
+``gru``: ``RecurrentCellPolicy(cell="gru")``, the reference that warms up well."""
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "paper": {},
@@ -83,6 +84,22 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "aoc-r": {"adaptive_settle": True, "state_view": "output", "grad_clip": 1.0, "restart_below": 0.07,
               "restart_moving": 1e-2},
     "afb1": {"adaptive_settle": True, "lstm_forget_bias": 1.0},
+    "ac": {"adaptive_settle": True, "grad_clip": 1.0},
+    "ortho": {"lstm_init": "orthogonal"},
+    "chrono": {"lstm_init": "chrono"},
+    "chrono-c": {"lstm_init": "chrono", "grad_clip": 1.0},
+    "chrono200": {"lstm_init": "chrono", "chrono_t_max": 200},
+    "chrono500": {"lstm_init": "chrono", "chrono_t_max": 500},
+    "chrono-noop": {"lstm_init": "chrono", "steps": 1, "lr": 1e-12},
+    "chrono-ck8": {"lstm_init": "chrono", "grad_clip": 1.0, "perturbations": 8},
+    "ck8-m500": {"grad_clip": 1.0, "perturbations": 8, "settle_max": 500},
+    "ack8": {"adaptive_settle": True, "grad_clip": 1.0, "perturbations": 8},
+    "ack8-m500": {"adaptive_settle": True, "grad_clip": 1.0, "perturbations": 8, "settle_max": 500},
+    "ck8-r": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-2, "restart_below": 0.07},
+    "k8": {"perturbations": 8},
+    "ck8": {"grad_clip": 1.0, "perturbations": 8},
+    "ortho-c": {"lstm_init": "orthogonal", "grad_clip": 1.0},
+    "ortho-ck8": {"lstm_init": "orthogonal", "grad_clip": 1.0, "perturbations": 8},
     "ao-m1000": {"adaptive_settle": True, "state_view": "output", "settle_max": 1000},
     "a-m1000": {"adaptive_settle": True, "settle_max": 1000},
     "aoc-m1000": {"adaptive_settle": True, "state_view": "output", "grad_clip": 1.0, "settle_max": 1000},
@@ -116,10 +133,10 @@ def build(source: str, policy: str, network: str, seed: int) -> tuple[RecurrentN
 
     config = resolve_config({"env_id": SOURCES[source], "seed": seed})
     env = make_env(config)
-    if policy == "cell":
+    if policy in ("cell", "gru"):
         model = RecurrentPPO(
             RecurrentCellPolicy, env, seed=seed, device="cpu",
-            policy_kwargs=dict(cell="lstm", lstm_hidden_size=units, n_lstm_layers=layers),
+            policy_kwargs=dict(cell="gru" if policy == "gru" else "lstm", lstm_hidden_size=units, n_lstm_layers=layers),
         )
     else:
         model = RecurrentPPO(
@@ -144,7 +161,7 @@ def trace_point(net: RecurrentNetwork, sequences: list[torch.Tensor], settle: in
         u = torch.randn(net.input_size, generator=gen).expand(100, -1)
         settled = net.settle(u, states, settle)
         c = torch.cat([s[:, layer.hidden_size :] for layer, s in zip(net.layers, settled, strict=True)], dim=1)
-        c = c[torch.isfinite(c).all(dim=1)]
+        c = c[torch.isfinite(c).all(dim=1)]  # empty for a GRU, whose state is h alone
     return {
         "vaa_h": out.vaa,
         "vaa_hc": full.vaa,
@@ -159,6 +176,8 @@ def trace_point(net: RecurrentNetwork, sequences: list[torch.Tensor], settle: in
 def forget_gate_mean(net: RecurrentNetwork) -> float:
     """Mean forget-gate bias (``bias_ih + bias_hh``) over the LSTM layers."""
     values = []
+    if net.cell != "lstm":
+        return math.nan
     for layer in net.layers:
         rnn = layer.warm_part.rnn  # type: ignore[attr-defined]
         h = layer.warm_part.hidden_size

@@ -188,3 +188,70 @@ def test_bad_lever_settings(changes: dict, message: str) -> None:  # type: ignor
 
 def test_vaa_checkpoints_are_sorted_and_deduplicated() -> None:
     assert WarmupConfig(vaa_checkpoints=(500, 100, 100)).vaa_checkpoints == (100, 500)
+
+
+# -- several perturbations per VAA*, LSTM re-initialisations ------------------------------------
+def test_vaa_star_over_k_perturbations_is_the_mean_of_k_single_settlings() -> None:
+    from rl_warmup.vaa import initial_states, layer_vaa_stars, vaa_star
+
+    net = RecurrentNetwork("lstm", 2, 5, 2, generator=torch.Generator().manual_seed(0))
+    states = initial_states(net, torch.randn(12, 6, 2, generator=torch.Generator().manual_seed(1)),
+                            torch.Generator().manual_seed(2), n=7)
+    stars = layer_vaa_stars(net, states, 9, generator=torch.Generator().manual_seed(3), view="output", perturbations=3)
+    g = torch.Generator().manual_seed(3)
+    for k, (layer, state) in enumerate(zip(net.layers, states, strict=True)):
+        draws = torch.randn(3, layer.input_size, generator=g)
+        expected = []
+        for u in draws:
+            settled = layer(u.expand(7, 9, -1).contiguous(), state).state
+            expected.append(float(vaa_star(settled[:, :5]).detach()))
+        assert float(stars[k].detach()) == pytest.approx(sum(expected) / 3, abs=1e-5)
+    with pytest.raises(ValueError, match="perturbations must be >= 1"):
+        layer_vaa_stars(net, states, 9, perturbations=0)
+
+
+def test_lstm_init_chrono_and_orthogonal_set_the_gates_before_every_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rl_warmup.warmup as warmup_mod
+
+    seen = []
+    original = warmup_mod._attempt
+
+    def spy(network, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append({k: v.detach().clone() for k, v in network.layers[0].rnn.named_parameters()})
+        return original(network, *args, **kwargs)
+
+    monkeypatch.setattr(warmup_mod, "_attempt", spy)
+    h, t_max = 6, 50
+    with pytest.raises(WarmupError):
+        warmup(lstm(hidden=h), sequences(), WarmupConfig(**{**FAST, "restart_below": 0.99 - 1e-9, "restart_threshold": 0.99},
+                                                        lstm_init="chrono", chrono_t_max=t_max, max_restarts=1))
+    assert len(seen) == 2
+    for p in seen:
+        b_f = p["bias_ih_l0"][h : 2 * h]
+        assert bool((b_f >= 0).all()) and bool((b_f <= math.log(t_max - 1) + 1e-6).all())
+        assert torch.equal(p["bias_ih_l0"][:h], -b_f) and torch.equal(p["bias_hh_l0"][: 2 * h], torch.zeros(2 * h))
+    assert not torch.equal(seen[0]["bias_ih_l0"], seen[1]["bias_ih_l0"])  # a fresh draw after the restart
+    seen.clear()
+    warmup(lstm(hidden=h), sequences(), WarmupConfig(**{**FAST, "steps": 1}, lstm_init="orthogonal", max_restarts=0))
+    w = seen[0]["weight_hh_l0"]
+    for g in range(4):
+        block = w[g * h : (g + 1) * h]
+        assert torch.allclose(block @ block.T, torch.eye(h), atol=1e-5)
+    assert torch.equal(seen[0]["bias_ih_l0"], torch.zeros(4 * h))
+    with pytest.raises(ValueError, match="WarmupConfig.lstm_init must be"):
+        WarmupConfig(lstm_init="xavier")
+    with pytest.raises(ValueError, match="WarmupConfig.chrono_t_max must be >= 3"):
+        WarmupConfig(chrono_t_max=2)
+
+
+def test_chrono_initialised_lstm_warmup_keeps_its_states_apart() -> None:
+    """A small seeded LSTM warmup that no longer collapses: the paper's warmup of this network
+    ends in one attractor; with the chrono gate biases it keeps its states apart for 1 000 steps."""
+    seqs = sequences(64, 30, seed=1)
+    paper = warmup(lstm(seed=3, hidden=16), seqs, WarmupConfig(steps=30, vaa_checkpoints=(100, 1000), restart_threshold=1.0,
+                                                               max_restarts=0))
+    chrono = warmup(lstm(seed=3, hidden=16), seqs, WarmupConfig(steps=30, vaa_checkpoints=(100, 1000), restart_threshold=1.0,
+                                                                max_restarts=0, lstm_init="chrono"))
+    assert paper.vaa is not None and chrono.vaa is not None
+    assert chrono.collapsed_layers == [] and chrono.vaa.vaa >= 0.1 and chrono.vaa.movement < 1e-2
+    assert chrono.vaa.vaa > paper.vaa.vaa

@@ -108,6 +108,12 @@ class TrainConfig:
     """Part of each layer's state VAA* compares: state (the paper; h and c for LSTMs) or output (h)."""
     warmup_lstm_forget_bias: float | None = _WU.lstm_forget_bias
     """Set the LSTM forget-gate bias to this before warming; none: keep the initialisation."""
+    warmup_lstm_init: str | None = _WU.lstm_init
+    """Re-initialise warmable LSTM layers before warming: orthogonal, chrono, or none (keep)."""
+    warmup_chrono_t_max: int = _WU.chrono_t_max
+    """t_max of warmup_lstm_init=chrono."""
+    warmup_perturbations: int = _WU.perturbations
+    """Constant perturbations each VAA* is averaged over (1: the paper)."""
     warmup_grad_clip: float | None = _WU.grad_clip
     """Clip the warmup gradient norm to this; none: no clipping (the paper)."""
     warmup_keep_best: bool = _WU.keep_best

@@ -238,9 +238,9 @@ def test_lstm_init_chrono_and_orthogonal_set_the_gates_before_every_attempt(monk
         block = w[g * h : (g + 1) * h]
         assert torch.allclose(block @ block.T, torch.eye(h), atol=1e-5)
     assert torch.equal(seen[0]["bias_ih_l0"], torch.zeros(4 * h))
-    with pytest.raises(ValueError, match="WarmupConfig.lstm_init must be"):
+    with pytest.raises(ValueError, match=r"WarmupConfig\.lstm_init must be"):
         WarmupConfig(lstm_init="xavier")
-    with pytest.raises(ValueError, match="WarmupConfig.chrono_t_max must be >= 3"):
+    with pytest.raises(ValueError, match=r"WarmupConfig\.chrono_t_max must be >= 3"):
         WarmupConfig(chrono_t_max=2)
 
 

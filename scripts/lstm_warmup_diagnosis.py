@@ -173,6 +173,23 @@ def trace_point(net: RecurrentNetwork, sequences: list[torch.Tensor], settle: in
     }
 
 
+def spreads(net: RecurrentNetwork, sequences: list[torch.Tensor], seed: int) -> tuple[float, float]:
+    """Median pairwise distance of the outputs ``h`` at the initial states and after 1 000 settling
+    steps, with the draws of the exact measure of the same seed (``measure_vaa`` draws the states,
+    then the perturbation). VAA counts two states as distinct once they are ε = 1e-4 apart, so it
+    says nothing about how far apart they stay; this does."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        states = initial_states(net, sequences, gen, n=100)
+        u = torch.randn(net.input_size, generator=gen).expand(100, -1)
+        settled = net.settle(u, states, 1000)
+
+        def outputs(xs: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat([layer.output_of(x) for layer, x in zip(net.layers, xs, strict=True)], dim=1)
+
+        return tuple(float(torch.cdist(h, h).median()) for h in (outputs(states), outputs(settled)))  # type: ignore[return-value]
+
+
 def forget_gate_mean(net: RecurrentNetwork) -> float:
     """Mean forget-gate bias (``bias_ih + bias_hh``) over the LSTM layers."""
     values = []
@@ -219,6 +236,7 @@ def run_one(
                            generator=torch.Generator().manual_seed(10_000 + seed), checkpoints=DEFAULT_CHECKPOINTS)
     assert measured.curve is not None
     curve = measured.curve
+    spread_0, spread_1000 = spreads(net, sequences, 10_000 + seed)
     at1000 = curve.settle_steps.index(1000)
     final = {
         **key,
@@ -229,6 +247,8 @@ def run_one(
         "nonfinite_1000": curve.n_nonfinite[at1000],
         "horizon": curve.horizon if curve.horizon is not None else math.inf,
         "curve": " ".join(f"{v:.3f}" for v in curve.vaa),
+        "spread_0": spread_0,
+        "spread_1000": spread_1000,
         "best_step": -1 if result.best_step is None else result.best_step,
         "restarts": result.restarts,
         "seconds": seconds,
@@ -237,7 +257,7 @@ def run_one(
 
 
 FINAL_FIELDS = ["source", "policy", "network", "variant", "seed", "vaa_star", "collapsed", "vaa_h_1000",
-                "move_h_1000", "nonfinite_1000", "horizon", "curve", "best_step", "restarts", "seconds", "error"]
+                "move_h_1000", "nonfinite_1000", "horizon", "curve", "spread_0", "spread_1000", "best_step", "restarts", "seconds", "error"]
 TRACE_FIELDS = ["source", "policy", "network", "variant", "seed", "step", "settle", "loss", "vaa_star",
                 "vaa_star_min", "grad_norm", "vaa_h", "vaa_hc", "move_h", "nonfinite", "c_abs_max", "c_abs_mean",
                 "c_saturated", "forget_bias"]
@@ -265,6 +285,11 @@ def good(row: dict[str, str], *, vaa_min: float = 0.1, move_max: float = 1e-3) -
     return row["collapsed"] != "error" and float(row["vaa_h_1000"]) >= vaa_min and float(row["move_h_1000"]) < move_max
 
 
+def _median(rows: list[dict[str, str]], key: str) -> float:
+    values = [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+    return float(np.nanmedian(values)) if values else math.nan
+
+
 def summary(rows: list[dict[str, str]]) -> str:
     """Markdown table: per (source, policy, network, variant), collapses and good warmups over seeds."""
     groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
@@ -272,8 +297,9 @@ def summary(rows: list[dict[str, str]]) -> str:
         groups.setdefault((row["source"], row["policy"], row["network"], row["variant"]), []).append(row)
     lines = [
         "| source | policy | network | variant | seeds | collapsed (VAA* <= 2/n) | VAA(h, M=1000) >= 0.1 and moving < 1e-3 "
-        "| median VAA(h, M=1000) | median horizon | median VAA* | restarts | failed (WarmupError) | s per warmup |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| median VAA(h, M=1000) | median horizon | median spread of h at M=0 -> 1000 | median VAA* | restarts "
+        "| failed (WarmupError) | s per warmup |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (source, policy, network, variant), group in sorted(groups.items()):
         n = len(group)
@@ -283,6 +309,7 @@ def summary(rows: list[dict[str, str]]) -> str:
         lines.append(
             f"| {source} | {policy if source != 'copy' else '-'} | {network} | {variant} | {n} | {collapsed}/{n} | {ok}/{n} "
             f"| {np.nanmedian([float(r['vaa_h_1000']) for r in group]):.2f} | {np.nanmedian(horizons):.0f} "
+            f"| {_median(group, 'spread_0'):.3f} -> {_median(group, 'spread_1000'):.4f} "
             f"| {np.nanmedian([float(r['vaa_star']) for r in group]):.2f} | {sum(int(r.get('restarts') or 0) for r in group)} "
             f"| {sum(r['collapsed'] == 'error' for r in group)} | {np.mean([float(r['seconds']) for r in group]):.1f} |"
         )

@@ -255,3 +255,10 @@ def test_chrono_initialised_lstm_warmup_keeps_its_states_apart() -> None:
     assert paper.vaa is not None and chrono.vaa is not None
     assert chrono.collapsed_layers == [] and chrono.vaa.vaa >= 0.1 and chrono.vaa.movement < 1e-2
     assert chrono.vaa.vaa > paper.vaa.vaa
+
+
+def test_lstm_setting_is_the_measured_one_and_takes_changes() -> None:
+    config = WarmupConfig.lstm(seed=3)
+    assert (config.grad_clip, config.perturbations, config.restart_below, config.restart_moving) == (1.0, 8, 0.07, 1e-2)
+    assert config.seed == 3 and config.steps == WarmupConfig().steps and config.state_view == "state"
+    assert WarmupConfig.lstm(perturbations=2).perturbations == 2

@@ -260,5 +260,6 @@ def test_chrono_initialised_lstm_warmup_keeps_its_states_apart() -> None:
 def test_lstm_setting_is_the_measured_one_and_takes_changes() -> None:
     config = WarmupConfig.lstm(seed=3)
     assert (config.grad_clip, config.perturbations, config.restart_below, config.restart_moving) == (1.0, 8, 0.07, 1e-2)
+    assert config.max_restarts == 10
     assert config.seed == 3 and config.steps == WarmupConfig().steps and config.state_view == "state"
     assert WarmupConfig.lstm(perturbations=2).perturbations == 2

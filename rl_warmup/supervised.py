@@ -142,6 +142,15 @@ class SupervisedConfig:
     """Warmup re-initialisations allowed before failing."""
     warmup_detach_prefix: bool = False
     """Run the warmup prefix without gradient (cheaper; the authors' code keeps the gradient)."""
+    warmup_grad_clip: float | None = None
+    """Clip the warmup gradient norm to this; none: no clipping (the paper). WarmupConfig.lstm(): 1."""
+    warmup_perturbations: int = 1
+    """Constant perturbations each VAA* is averaged over (1: the paper; WarmupConfig.lstm(): 8)."""
+    warmup_restart_below: float = 0.0
+    """Restart the warmup when a layer's VAA* ends at or below this (0: never; WarmupConfig.lstm(): 0.07)."""
+    warmup_restart_moving: float | None = None
+    """Restart the warmup when the outputs still move more than this per step after settling
+    (none: never; WarmupConfig.lstm(): 0.01)."""
     epochs: int = 50
     """Training epochs (passes over the training sequences)."""
     batch_size: int = 32
@@ -242,6 +251,10 @@ class SupervisedConfig:
             restart_threshold=self.warmup_restart_threshold,
             max_restarts=self.warmup_max_restarts,
             detach_prefix=self.warmup_detach_prefix,
+            grad_clip=self.warmup_grad_clip,
+            perturbations=self.warmup_perturbations,
+            restart_below=self.warmup_restart_below,
+            restart_moving=self.warmup_restart_moving,
             seed=self.seed,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -172,8 +173,16 @@ def test_learn_with_callbacks_writes_vaa_to_csv(tmp_path: object) -> None:
     assert warm_cb.results is not None and set(warm_cb.results) == {"actor", "critic"}
     with open(f"{tmp_path}/progress.csv") as f:
         rows = list(csv.DictReader(f))
-    for key in ("vaa/actor", "vaa/critic", "vaa_star/actor_l0", "vaa/seconds", "warmup/actor_vaa_star_l0"):
+    for key in ("vaa/actor", "vaa/critic", "vaa_star/actor_l0", "vaa/seconds", "warmup/actor_vaa_star_l0",
+                "vaa/actor_M100", "vaa/actor_horizon", "vaa/actor_movement", "vaa/actor_moving",
+                "warmup/actor_vaa", "warmup/actor_horizon", "warmup/actor_collapsed"):
         assert key in rows[0], key
+    # the curve of one settling pass: checkpoints 100 and 200 (= settle_steps), the horizon among them or inf
+    first = next(r for r in rows if r["vaa/actor"])
+    assert 1 / 20 <= float(first["vaa/actor_M100"]) <= 1
+    assert float(first["vaa/actor_horizon"]) in (100.0, 200.0, math.inf)
+    assert "vaa/actor_M500" not in first  # beyond settle_steps
+    assert warm_cb.results["actor"].vaa is not None and warm_cb.results["actor"].vaa.curve is not None
     measured = [float(r["vaa/actor"]) for r in rows if r["vaa/actor"]]
     assert len(measured) == 2  # rollouts 1 and 3 of 4
     assert all(1 / 20 <= v <= 1 for v in measured)

@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from test_vaa import slow_vaa_star  # the formula loop the batched VAA* is checked against
 from torch import Tensor
 
 from rl_warmup.cells import LayerOutput, RecurrentLayer, RecurrentNetwork
@@ -164,22 +165,6 @@ def test_default_checkpoints_span_the_issue_range() -> None:
 # ------------------------------------------------------------------------------------------
 # VAA* on the bounded view of an LSTM (tanh(h) only) against the formula loop
 # ------------------------------------------------------------------------------------------
-def slow_vaa_star(states: Tensor, epsilon: float = 1e-4) -> Tensor:
-    n = states.shape[0]
-    squashed = torch.tanh(states)
-    total = torch.zeros(())
-    for i in range(n):
-        row = torch.zeros(())
-        for j in range(n):
-            if i == j:
-                row = row + 1.0
-                continue
-            d = torch.sqrt(((squashed[i] - squashed[j]) ** 2).sum())
-            row = row + 1.0 - torch.clamp(d - epsilon, min=0.0) / (d + 1e-6)
-        total = total + 1.0 / row
-    return total / n
-
-
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_output_view_vaa_star_matches_formula_loop_on_h(num_layers: int) -> None:
     net = RecurrentNetwork("lstm", 1, 5, num_layers, generator=torch.Generator().manual_seed(0))

@@ -407,18 +407,33 @@ _SCORE_DRAWS = 4
 depends on the perturbation, and one draw alone selects iterates that suit that draw."""
 
 
+def _stars(
+    network: RecurrentNetwork, states: list[Tensor], steps: int, config: WarmupConfig, generator: torch.Generator
+) -> Tensor:
+    """Each layer's VAA* as ``config`` measures it (``epsilon``, ``state_view``, ``perturbations``)."""
+    return layer_vaa_stars(
+        network, states, steps, config.epsilon, generator, view=config.state_view, perturbations=config.perturbations
+    )
+
+
+def _loss(stars: Tensor, config: WarmupConfig) -> Tensor:
+    """The warmup loss: mean over layers of ``(VAA*_l - target)²``."""
+    return ((stars - config.target) ** 2).mean()
+
+
+def _check_steps(config: WarmupConfig) -> int:
+    """Settling length of the final check and of ``keep_best``'s score."""
+    return config.check_settle_steps or config.settle_max
+
+
 def _score(network: RecurrentNetwork, padded: Tensor, lens: Tensor, config: WarmupConfig, seed: int) -> float:
     """The warmup loss, averaged over fixed batches and perturbations at one settling length (``keep_best``)."""
     generator = torch.Generator().manual_seed(seed)
-    steps = config.check_settle_steps or config.settle_max
     losses = []
     with torch.no_grad():
         for _ in range(_SCORE_DRAWS):
             states = initial_states(network, padded, generator, n=config.batch_size, lengths=lens)
-            stars = layer_vaa_stars(
-                network, states, steps, config.epsilon, generator, view=config.state_view, perturbations=config.perturbations
-            )
-            losses.append(float(((stars - config.target) ** 2).mean()))
+            losses.append(float(_loss(_stars(network, states, _check_steps(config), config, generator), config)))
     loss = sum(losses) / len(losses)
     return loss if math.isfinite(loss) else math.inf
 
@@ -456,10 +471,8 @@ def _attempt(
         with torch.set_grad_enabled(not config.detach_prefix):
             states = initial_states(network, padded, generator, n=config.batch_size, lengths=lens)
         with torch.enable_grad():
-            stars = layer_vaa_stars(
-                network, states, m, config.epsilon, generator, view=config.state_view, perturbations=config.perturbations
-            )
-            loss = ((stars - config.target) ** 2).mean()
+            stars = _stars(network, states, m, config, generator)
+            loss = _loss(stars, config)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             return f"non-finite loss ({loss_value}) at step {step}"
@@ -498,14 +511,7 @@ def _attempt(
         result.best_step = None
     with torch.no_grad():
         states = initial_states(network, padded, generator, n=config.batch_size, lengths=lens)
-        check_steps = config.check_settle_steps or config.settle_max
-        final = [
-            float(v)
-            for v in layer_vaa_stars(
-                network, states, check_steps, config.epsilon, generator, view=config.state_view,
-                perturbations=config.perturbations,
-            )
-        ]
+        final = [float(v) for v in _stars(network, states, _check_steps(config), config, generator)]
     result.final_vaa_star = final
     if not all(math.isfinite(v) for v in final):
         return f"non-finite VAA* after warmup ({final})"

@@ -46,7 +46,14 @@ class EnvInfo:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments passed to the entry point (the variant)."""
     max_episode_steps: int | None = None
-    """Time limit applied by ``gymnasium.make`` (:class:`gymnasium.wrappers.TimeLimit`)."""
+    """Longest episode of the registered configuration (its time limit)."""
+    env_truncates: bool = True
+    """True when the environment ends its episodes itself at its horizon ``env.unwrapped.max_steps``
+    (MiniGrid's convention), which follows the kwargs: ``gymnasium.make(id, length=50)`` gets the
+    horizon of ``length=50``, so the id is registered *without* gymnasium's
+    :class:`~gymnasium.wrappers.TimeLimit` (a registered limit would keep the default's horizon
+    whatever the kwargs). False for wrapper stacks whose horizon no kwarg changes (CartPole,
+    Pendulum): ``gymnasium.make`` applies ``max_episode_steps`` as usual."""
     optimal_return: float | None = None
     """Undiscounted return of the optimal scripted policy of :mod:`envs.scripted` in every
     episode, or ``None`` when the id has no optimal scripted policy."""
@@ -161,12 +168,14 @@ _TABLE: dict[str, EnvInfo] = {
         entry_point="envs.classic_pomdp:make_cartpole_novel",
         max_episode_steps=500,
         wrapper_stack=True,
+        env_truncates=False,
         description="CartPole-v1 observing only cart position and pole angle (velocities removed)",
     ),
     "PendulumNoVel-v0": EnvInfo(
         entry_point="envs.classic_pomdp:make_pendulum_novel",
         max_episode_steps=200,
         wrapper_stack=True,
+        env_truncates=False,
         description="Pendulum-v1 observing only cos and sin of the angle, actions rescaled to [-1, 1]",
     ),
     # 6. MiniGrid memory tasks, wrapped for RecurrentPPO's MLP policy.
@@ -191,6 +200,12 @@ ENVIRONMENTS: Mapping[str, EnvInfo] = MappingProxyType(
 Registration (:func:`register_envs`), the exploration policies and the tests all read it."""
 
 
+def registered_time_limit(info: EnvInfo) -> int | None:
+    """The ``max_episode_steps`` given to gymnasium's registry for a row of :data:`ENVIRONMENTS`:
+    ``None`` when the environment truncates itself (see :attr:`EnvInfo.env_truncates`)."""
+    return None if info.env_truncates else info.max_episode_steps
+
+
 def register_envs() -> list[str]:
     """Register every id of :data:`ENVIRONMENTS` with gymnasium; calling it again is a no-op.
 
@@ -208,14 +223,14 @@ def register_envs() -> list[str]:
             existing is not None
             and existing.entry_point == info.entry_point
             and dict(existing.kwargs) == dict(info.kwargs)
-            and existing.max_episode_steps == info.max_episode_steps
+            and existing.max_episode_steps == registered_time_limit(info)
         ):
             continue
         register(
             id=env_id,
             entry_point=info.entry_point,
             kwargs=dict(info.kwargs),
-            max_episode_steps=info.max_episode_steps,
+            max_episode_steps=registered_time_limit(info),
         )
         registered.append(env_id)
     return registered
@@ -268,6 +283,7 @@ __all__ = [
     "make_pendulum_novel",
     "make_popgym",
     "register_envs",
+    "registered_time_limit",
 ]
 
 

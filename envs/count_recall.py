@@ -8,7 +8,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from envs._checks import check_int, check_render_mode
+from envs._checks import check_action, check_int, check_render_mode
 from envs._render import MARK, QUERY, RENDER_FPS, RENDER_MODES, sequence_picture, value_colours
 
 
@@ -29,7 +29,7 @@ class CountRecallEnv(gymnasium.Env[np.ndarray, np.int64]):
     most frequent over the episode; its expected return is computed in the tests from binomial
     distributions (0.199 for ``T = 20``, ``n = 4``).
 
-    **Termination.** Terminated after exactly ``T`` steps (registered time limit ``T``).
+    **Termination.** Terminated after exactly ``T`` steps (``max_steps``; no separate time limit).
     ``info["is_success"]`` is ``True`` on the last step when every answer was right.
 
     **Registered configurations.** ``rl_warmup/CountRecall-v0``: ``T = 20``, ``n = 4``.
@@ -53,6 +53,9 @@ class CountRecallEnv(gymnasium.Env[np.ndarray, np.int64]):
     ) -> None:
         self.length = check_int(length, "length")
         self.num_values = check_int(num_values, "num_values", minimum=2)
+        self.max_steps = self.length
+        """Number of steps of every episode; the episode terminates by itself then, so kwargs
+        that change it change the time limit too (MiniGrid's ``max_steps`` convention)."""
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         n = self.num_values
         self.observation_space = spaces.Box(0.0, 1.0, (2 * n,), np.float32)
@@ -83,9 +86,7 @@ class CountRecallEnv(gymnasium.Env[np.ndarray, np.int64]):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Score the count, deal the next value and query."""
-        a = int(action)
-        if not 0 <= a <= self.length:
-            raise ValueError(f"action must be in [0, {self.length}], got {action!r}")
+        a = check_action(action, self.length + 1)
         t = self._t
         T = self.length
         if t >= T:  # absorbing after termination

@@ -8,7 +8,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from envs._checks import check_int, check_render_mode
+from envs._checks import check_action, check_int, check_render_mode
 from envs._render import (
     CUE_DOWN,
     CUE_UP,
@@ -41,8 +41,8 @@ class MemoryLengthEnv(gymnasium.Env[np.ndarray, np.int64]):
     **Rewards.** On the last step ``+1`` if the answer equals the queried context bit, ``-1``
     otherwise; ``0`` on every other step. A memoryless policy gets ``0`` in expectation.
 
-    **Termination.** Terminated after the answer (step ``L + 1``); registered time limit
-    ``L + 1``. ``info["is_success"]`` is in every step's info, ``True`` only on a correct
+    **Termination.** Terminated after the answer (step ``L + 1``: ``max_steps``, no
+    separate time limit). ``info["is_success"]`` is in every step's info, ``True`` only on a correct
     answer. Steps after termination are absorbing.
 
     **Registered configurations.** ``rl_warmup/MemoryLength-v0`` (``L = 10``, 1 bit),
@@ -67,6 +67,9 @@ class MemoryLengthEnv(gymnasium.Env[np.ndarray, np.int64]):
     ) -> None:
         self.memory_length = check_int(memory_length, "memory_length")
         self.num_bits = check_int(num_bits, "num_bits")
+        self.max_steps = self.memory_length + 1
+        """Number of steps of every episode; the episode terminates by itself then, so kwargs
+        that change it change the time limit too (MiniGrid's ``max_steps`` convention)."""
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         L, B = self.memory_length, self.num_bits
         self.observation_space = spaces.Box(-1.0, 1.0, (1 + 2 * B,), np.float32)
@@ -108,9 +111,7 @@ class MemoryLengthEnv(gymnasium.Env[np.ndarray, np.int64]):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Advance one step; the answer is scored at the last step."""
-        a = int(action)
-        if not 0 <= a < 2:
-            raise ValueError(f"action must be 0 or 1, got {action!r}")
+        a = check_action(action, 2)
         t = self._t + 1
         L = self.memory_length
         if t < L:

@@ -9,7 +9,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from envs._checks import check_render_mode
+from envs._checks import check_action, check_render_mode
 
 # MiniGrid's encoding sizes (minigrid.core.constants): 11 object types, 6 colours, 3 door states.
 NUM_OBJECTS, NUM_COLORS, NUM_STATES = 11, 6, 3
@@ -99,9 +99,7 @@ class DiscreteActionSubsetWrapper(gymnasium.ActionWrapper[Any, np.int64, np.int6
 
     def action(self, action: Any) -> np.int64:
         """Map the new index to the wrapped environment's action."""
-        index = int(action)
-        if not 0 <= index < len(self.actions):
-            raise ValueError(f"action must be in [0, {len(self.actions)}), got {action!r}")
+        index = check_action(action, len(self.actions))
         return np.int64(self.actions[index])
 
 
@@ -129,7 +127,7 @@ def make_minigrid_memory(
     **Rewards.** MiniGrid's: ``1 - 0.9 * steps / max_steps`` on success, ``0`` otherwise.
 
     **Termination.** Success or failure; MiniGrid truncates after ``max_steps`` (``5 S²`` for
-    Memory, ``20 S²`` for RedBlueDoors), the registered time limit is the same.
+    Memory, ``20 S²`` for RedBlueDoors, following ``size``); the ids add no time limit of their own.
 
     **Registered configurations.** ``rl_warmup/MiniGrid-MemoryS{7,9,11,13}-v0``,
     ``rl_warmup/MiniGrid-MemoryS{13,17}Random-v0`` (3 actions),

@@ -8,7 +8,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from envs._checks import check_int, check_render_mode
+from envs._checks import check_action, check_int, check_render_mode
 from envs._render import RENDER_FPS, RENDER_MODES, tmaze_picture
 from envs.tmaze import (
     DOWN,
@@ -49,7 +49,7 @@ class PassiveTMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
     other step. A memoryless policy gets ``0.5`` in expectation.
 
     **Termination.** Terminated after the choice, i.e. after exactly ``L + 1`` steps
-    (registered time limit ``L + 1`` as well). ``info["is_success"]`` is in every step's info and
+    (``max_steps``; no separate time limit). ``info["is_success"]`` is in every step's info and
     is ``True`` only on a correct final choice. Steps after termination are absorbing.
 
     **Registered configurations.** ``rl_warmup/PassiveTMaze-v0`` (``L = 10``) and
@@ -68,6 +68,9 @@ class PassiveTMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
 
     def __init__(self, length: int = 10, render_mode: str | None = None) -> None:
         self.length = check_int(length, "length")
+        self.max_steps = self.length + 1
+        """Number of steps of every episode; the episode terminates by itself then, so kwargs
+        that change it change the time limit too (MiniGrid's ``max_steps`` convention)."""
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.observation_space = spaces.Box(0.0, 1.0, (4,), np.float32)
         self.action_space = spaces.Discrete(4)
@@ -99,9 +102,7 @@ class PassiveTMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Walk one cell right, or make the final choice at the junction."""
-        a = int(action)
-        if not 0 <= a < 4:
-            raise ValueError(f"action must be in {{0, 1, 2, 3}}, got {action!r}")
+        a = check_action(action, 4)
         t = self._t + 1
         L = self.length
         if t <= L:

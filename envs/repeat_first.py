@@ -8,7 +8,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from envs._checks import check_int, check_render_mode
+from envs._checks import check_action, check_int, check_render_mode
 from envs._render import RENDER_FPS, RENDER_MODES, sequence_picture, value_colours
 
 
@@ -28,7 +28,7 @@ class RepeatFirstEnv(gymnasium.Env[np.ndarray, np.int64]):
     the optimal return is ``1``; a memoryless policy gets ``1 / n`` in expectation (``c_0`` is
     independent of what it sees at ``t >= 1``).
 
-    **Termination.** Terminated after exactly ``T`` steps (registered time limit ``T``).
+    **Termination.** Terminated after exactly ``T`` steps (``max_steps``; no separate time limit).
     ``info["is_success"]`` is ``True`` on the last step when every answer was right.
 
     **Registered configurations.** ``rl_warmup/RepeatFirst-v0``: ``T = 50``, ``n = 4``.
@@ -51,6 +51,9 @@ class RepeatFirstEnv(gymnasium.Env[np.ndarray, np.int64]):
     ) -> None:
         self.length = check_int(length, "length", minimum=2)
         self.num_values = check_int(num_values, "num_values", minimum=2)
+        self.max_steps = self.length
+        """Number of steps of every episode; the episode terminates by itself then, so kwargs
+        that change it change the time limit too (MiniGrid's ``max_steps`` convention)."""
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         n = self.num_values
         self.observation_space = spaces.Box(0.0, 1.0, (n + 1,), np.float32)
@@ -75,9 +78,7 @@ class RepeatFirstEnv(gymnasium.Env[np.ndarray, np.int64]):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Score the answer, show the next value."""
-        a = int(action)
-        if not 0 <= a < self.num_values:
-            raise ValueError(f"action must be in [0, {self.num_values}), got {action!r}")
+        a = check_action(action, self.num_values)
         t = self._t
         T = self.length
         if t >= T:  # absorbing after termination

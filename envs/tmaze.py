@@ -8,7 +8,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from envs._checks import check_int, check_probability, check_render_mode
+from envs._checks import check_action, check_int, check_probability, check_render_mode
 from envs._render import RENDER_FPS, RENDER_MODES, tmaze_picture
 
 # Observation indices (one-hot of size 4) and actions, shared with the Passive T-Maze.
@@ -48,8 +48,10 @@ class TMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
     every move that does not change the cell (bumping into a wall); ``0`` otherwise.
 
     **Termination.** Entering either goal terminates the episode (``info["is_success"]`` tells
-    which). Registered ids are truncated after ``3L - 1`` steps by ``gymnasium.make``. Steps after
-    termination are absorbing (same observation, reward 0, ``terminated=True``).
+    which). The environment truncates the episode itself after ``max_steps`` steps (``3L - 1`` by
+    default, MiniGrid's convention), so ``gymnasium.make("rl_warmup/TMaze-v0", length=50)`` gets
+    the time limit of ``L = 50``. Steps after termination are absorbing (same observation,
+    reward 0, ``terminated=True``).
 
     ``info["is_success"]`` is in every step's info: ``True`` only on the step that enters the
     correct goal, so it is ``False`` at a truncation (SB3 reads it at the end of an episode).
@@ -61,6 +63,8 @@ class TMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
     :param length: corridor length ``L >= 1`` (the junction is ``L`` steps right of the start).
     :param stochasticity: probability ``λ`` in ``[0, 1]`` that the action is replaced by a
         uniformly random one.
+    :param max_steps: steps after which the episode is truncated; ``None`` for ``3L - 1`` (time
+        to reach the junction, go back to the cue and return).
     :param render_mode: ``None``, ``"ansi"`` (a text picture of the maze) or ``"rgb_array"``
         (a ``uint8`` picture of the maze seen from above: start cell in the cue's colour, blue
         for up and orange for down, corridor, junction, correct goal green, wrong goal red,
@@ -73,10 +77,18 @@ class TMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
     }
 
     def __init__(
-        self, length: int = 10, stochasticity: float = 0.0, render_mode: str | None = None
+        self,
+        length: int = 10,
+        stochasticity: float = 0.0,
+        render_mode: str | None = None,
+        max_steps: int | None = None,
     ) -> None:
         self.length = check_int(length, "length")
         self.stochasticity = check_probability(stochasticity, "stochasticity")
+        self.max_steps = (
+            max(3 * self.length - 1, 1) if max_steps is None else check_int(max_steps, "max_steps")
+        )
+        """Steps after which the episode is truncated (``truncated=True``)."""
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.observation_space = spaces.Box(0.0, 1.0, (4,), np.float32)
         self.action_space = spaces.Discrete(4)
@@ -99,6 +111,7 @@ class TMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._goal = L + 1
         self._cue = OBS_CUE_UP
         self._uniforms: list[float] = []
+        self._t = 0
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -121,14 +134,13 @@ class TMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._goal = self.length + 1 if up else self.length + 2
         self._cue = OBS_CUE_UP if up else OBS_CUE_DOWN
         self._cell = 0
+        self._t = 0
         self._uniforms = []
         return self._rows[self._cue].copy(), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Move one cell (see the class docstring for rewards and termination)."""
-        a = int(action)
-        if not 0 <= a < 4:
-            raise ValueError(f"action must be in {{0, 1, 2, 3}}, got {action!r}")
+        a = check_action(action, 4)
         cell = self._cell
         L = self.length
         if cell > L:  # absorbing after termination
@@ -146,6 +158,7 @@ class TMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
                 a = min(int(4.0 * u / lam), 3)
         new = self._next[cell][a]
         self._cell = new
+        self._t += 1
         if new > L:
             success = new == self._goal
             return (
@@ -160,7 +173,7 @@ class TMazeEnv(gymnasium.Env[np.ndarray, np.int64]):
             self._rows[row].copy(),
             PENALTY if new == cell else 0.0,
             False,
-            False,
+            self._t >= self.max_steps,
             {"is_success": False},
         )
 

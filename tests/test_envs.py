@@ -51,7 +51,7 @@ def test_table_ids_are_namespaced_and_registered():
         spec = gymnasium.spec(env_id)
         assert spec.entry_point == info.entry_point
         assert dict(spec.kwargs) == dict(info.kwargs)
-        assert spec.max_episode_steps == info.max_episode_steps
+        assert spec.max_episode_steps == envs.registered_time_limit(info)
 
 
 def test_register_envs_is_idempotent():
@@ -180,17 +180,20 @@ def test_same_seed_same_rollout(env_id):
     assert _rollout(env_id, seed=4, n_steps=n_steps) != first
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_respects_time_limit(env_id):
-    info = ENVIRONMENTS[env_id]
-    env = gymnasium.make(env_id)
+_FIXED_LENGTH = (
+    "PassiveTMaze",
+    "MemoryLength",
+    "MemoryChain",
+    "RepeatFirst",
+    "RepeatPrevious",
+    "CountRecall",
+)
+
+
+def _check_horizon(env: gymnasium.Env, env_id: str, limit: int) -> None:
+    """Episodes under the exploration policy end by ``limit``, and never truncated earlier."""
     policy = envs.get_exploration_policy(env_id, env.action_space)
     rng = np.random.default_rng(0)
-    limit = info.max_episode_steps
-    assert limit is not None
-    base = env.unwrapped
-    if hasattr(base, "max_steps"):  # MiniGrid's own limit must agree with the table
-        assert base.max_steps == limit
     reached_limit = False
     for episode in range(3):
         obs, _ = env.reset(seed=episode)
@@ -203,19 +206,96 @@ def test_respects_time_limit(env_id):
         assert t <= limit
         if t == limit:
             reached_limit = True
-            assert truncated or terminated
         elif truncated:
             raise AssertionError(f"truncated at {t} < {limit}")
-    fixed_length = {
-        "PassiveTMaze",
-        "MemoryLength",
-        "MemoryChain",
-        "RepeatFirst",
-        "RepeatPrevious",
-        "CountRecall",
-    }
-    if any(name in env_id for name in fixed_length):
+    if any(name in env_id for name in _FIXED_LENGTH):
         assert reached_limit  # these episodes always last exactly the time limit
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_respects_time_limit(env_id):
+    info = ENVIRONMENTS[env_id]
+    env = gymnasium.make(env_id)
+    limit = info.max_episode_steps
+    assert limit is not None
+    if info.env_truncates:  # the env's own horizon must agree with the table
+        assert env.unwrapped.max_steps == limit
+    _check_horizon(env, env_id, limit)
+
+
+def _horizon_kwargs(env_id: str) -> dict[str, int]:
+    """Kwargs that change the horizon of ``env_id`` (doubling its length or growing its grid)."""
+    kwargs = ENVIRONMENTS[env_id].kwargs
+    for key in ("length", "memory_length"):
+        if key in kwargs:
+            return {key: 2 * kwargs[key] + 3}
+    if "Memory" in env_id:
+        return {"size": 19}
+    if "RedBlueDoors" in env_id:
+        return {"size": 10}
+    return {}
+
+
+@pytest.mark.parametrize("env_id", [i for i in ENV_IDS if _horizon_kwargs(i)])
+def test_time_limit_follows_the_kwargs(env_id):
+    """The Minigrid way: ``gymnasium.make(id, length=...)`` gets the new length's horizon, not
+    the time limit registered for the default (which ended episodes before the junction)."""
+    info = ENVIRONMENTS[env_id]
+    assert info.env_truncates
+    env = gymnasium.make(env_id, **_horizon_kwargs(env_id))
+    limit = env.unwrapped.max_steps
+    assert limit > info.max_episode_steps
+    _check_horizon(env, env_id, limit)
+
+
+@pytest.mark.parametrize(
+    "env_id, kwargs, steps",
+    [
+        ("rl_warmup/PassiveTMaze-v0", {"length": 50}, 51),
+        ("rl_warmup/TMaze-v0", {"length": 50}, 149),
+        ("rl_warmup/MemoryLength-v0", {"memory_length": 50}, 51),
+        ("rl_warmup/RepeatFirst-v0", {"length": 200}, 200),
+        ("rl_warmup/TMaze-v0", {"length": 50, "max_steps": 60}, 60),
+    ],
+)
+def test_reported_time_limits(env_id, kwargs, steps):
+    env = gymnasium.make(env_id, **kwargs)
+    env.reset(seed=0)
+    for t in range(1, steps + 1):
+        _, _, terminated, truncated, _ = env.step(2 if env_id == "rl_warmup/TMaze-v0" else 0)
+        assert (terminated or truncated) == (t == steps), t
+    # a limit given to gymnasium.make still applies on top
+    env = gymnasium.make(env_id, max_episode_steps=5, **kwargs)
+    env.reset(seed=0)
+    assert [env.step(0)[3] for _ in range(5)][-1]
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_non_integer_actions_are_refused(env_id):
+    env = gymnasium.make(env_id)
+    env.reset(seed=0)
+    if not ENVIRONMENTS[env_id].env_truncates:
+        pytest.skip("gymnasium's own CartPole / Pendulum check their actions (AssertionError)")
+    with pytest.raises(ValueError, match="action must be an integer"):
+        env.step(1.5)
+    with pytest.raises(ValueError, match="action must be an integer"):
+        env.step(env.action_space.n)
+    env.step(np.int64(1))
+    env.step(np.array(0))
+
+
+@pytest.mark.parametrize(
+    "env_id, kwargs",
+    [
+        ("rl_warmup/TMaze-v0", {"length": 10**12}),
+        ("rl_warmup/PassiveTMaze-v0", {"length": 10**9}),
+        ("rl_warmup/RepeatFirst-v0", {"num_values": 10**12}),
+        ("rl_warmup/MemoryLength-v0", {"memory_length": 10**12}),
+    ],
+)
+def test_huge_sizes_are_refused_clearly(env_id, kwargs):
+    with pytest.raises(ValueError, match="must be <= 1000000"):
+        gymnasium.make(env_id, **kwargs)
 
 
 def test_tmaze_is_truncated_at_3l_minus_1():

@@ -52,7 +52,7 @@ def test_make_with_module_prefix_in_fresh_interpreter(tmp_path):
             """
             import gymnasium
             env = gymnasium.make("envs:rl_warmup/TMaze-v0")
-            print(env.unwrapped.length, env.spec.max_episode_steps)
+            print(env.unwrapped.length, env.unwrapped.max_steps)
             """,
             tmp_path,
         )

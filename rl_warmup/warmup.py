@@ -11,9 +11,10 @@ import contextlib
 import math
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,6 +35,43 @@ AFTER_CHECKPOINTS: tuple[int, ...] = (100, 200, 500, 1000, 2000, 5000)
 
 class WarmupError(RuntimeError):
     """Warmup could not produce a usable network, even after restarts."""
+
+
+def _check_field_types(config: Any) -> None:
+    """Refuse a value of the wrong type for a dataclass field (``steps=2.5``, ``lr="1e-2"``) with
+    one line naming the field; numpy scalars are turned into Python ones."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        kind = str(f.type).replace(" ", "")
+        if kind.endswith("|None"):
+            if value is None:
+                continue
+            kind = kind.removesuffix("|None")
+        name = f"{type(config).__name__}.{f.name}"
+        if kind == "bool":
+            ok = isinstance(value, bool | np.bool_)
+            value = bool(value) if ok else value
+        elif kind == "int":
+            ok = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+            value = int(value) if ok else value
+        elif kind == "float":
+            ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+            value = float(value) if ok else value
+        elif kind == "str":
+            ok = isinstance(value, str)
+        elif kind.startswith("tuple[int"):
+            ok = isinstance(value, list | tuple) and all(
+                isinstance(v, int | np.integer) and not isinstance(v, bool) for v in value
+            )
+            value = tuple(int(v) for v in value) if ok else value
+        else:  # pragma: no cover - a new field type must be added above
+            raise TypeError(f"{name}: unsupported field type {f.type!r}")
+        if not ok:
+            expected = {"int": "an integer", "float": "a number", "bool": "True or False", "str": "a string"}.get(
+                kind, "a sequence of integers"
+            )
+            raise ValueError(f"{name} must be {expected}, got {getattr(config, f.name)!r}")
+        object.__setattr__(config, f.name, value)
 
 
 @dataclass(frozen=True)
@@ -145,6 +183,7 @@ class WarmupConfig:
 
 
     def __post_init__(self) -> None:
+        _check_field_types(self)
         for name in ("steps", "batch_size", "settle_start", "settle_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"WarmupConfig.{name} must be >= 1, got {getattr(self, name)}")

@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(config.threads)
     run_dir = config.run_dir
+    if config.resume and not (run_dir / "config.yaml").exists():
+        print(
+            f"{parser.prog}: error: --resume: no run in {run_dir} to continue (no config.yaml); "
+            "check --output-dir / --run-name, or drop --resume to start a new run",
+            file=sys.stderr,
+        )
+        return 2
     print(f"run directory: {run_dir}")
     try:
         result = train(config)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_warmup.experiment.cli import add_dataclass_arguments, coerce_value, given_values
-from rl_warmup.experiment.config import dump_yaml
+from rl_warmup.experiment.config import check_runtime, dump_yaml
 from rl_warmup.experiment.grid import CompareConfig, collect_rows, expand_grid, run_grid
 
 COMPARE_FILE = "compare.yaml"
@@ -50,6 +50,9 @@ def compare(
     from rl_warmup.experiment.report import write_report
 
     runs = expand_grid(config)
+    if not config.report_only:
+        for run in runs:  # what the machine must offer, before any run starts
+            check_runtime(run.config)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()}

@@ -18,6 +18,9 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import importlib
+import importlib.util
+import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -227,6 +230,26 @@ class TrainConfig:
             raise ValueError("vaa_settle_steps must be >= 1")
         if self.warmup_policy not in ("auto", "exploration", "uniform"):
             raise ValueError(f"warmup_policy must be auto, exploration or uniform, got {self.warmup_policy!r}")
+        if self.batch_size < 2:
+            raise ValueError(
+                f"batch_size must be >= 2 (PPO normalises advantages over a minibatch), got {self.batch_size}"
+            )
+        ranges = (
+            ("gamma", 0.0, 1.0, False, "(0, 1]"),
+            ("gae_lambda", 0.0, 1.0, True, "[0, 1]"),
+            ("clip_range", 0.0, math.inf, False, "(0, inf)"),
+            ("learning_rate", 0.0, math.inf, False, "(0, inf)"),
+            ("max_grad_norm", 0.0, math.inf, False, "(0, inf)"),
+            ("ent_coef", 0.0, math.inf, True, "[0, inf)"),
+            ("vf_coef", 0.0, math.inf, True, "[0, inf)"),
+        )
+        for name, low, high, closed, text in ranges:
+            value = getattr(self, name)
+            if not (low <= value if closed else low < value) or not value <= high:
+                raise ValueError(f"{name} must lie in {text}, got {value}")
+        if self.t_max < 1:
+            raise ValueError(f"t_max must be >= 1, got {self.t_max}")
+        check_device_name(self.device)
         if not 0 < self.success_threshold <= 1:
             raise ValueError(f"success_threshold must lie in (0, 1], got {self.success_threshold}")
         if self.run_name and (self.run_name in (".", "..") or "/" in self.run_name):
@@ -423,3 +446,51 @@ def check_env_id(env_id: str) -> None:
             f"unknown environment id {env_id!r} ({e}). The project's ids are: {ours}. Any other "
             "registered gymnasium id works too; for a third-party package's id write 'module:Id'."
         ) from None
+
+
+# -- what the machine must offer ----------------------------------------------------------------
+def check_device_name(device: str) -> None:
+    """Raise a ``ValueError`` unless ``device`` is ``auto`` or a torch device name (``cpu``,
+    ``cuda``, ``cuda:1``, ``mps``); whether the machine has it is :func:`check_runtime`'s job."""
+    if device == "auto":
+        return
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}") from None
+
+
+def check_runtime(config: TrainConfig) -> None:
+    """Check, before any work starts, what a run needs from this machine: the device exists, the
+    TensorBoard package is there when ``tensorboard`` is on, and the output directory can be made.
+
+    :raises ValueError: with one line saying what is wrong and what to pass instead.
+    """
+    import torch
+
+    if config.device != "auto":
+        device = torch.device(config.device)
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"device {config.device!r}: this torch has no CUDA device; pass --device cpu (or auto)")
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise ValueError(
+                    f"device {config.device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+                )
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {config.device!r}: MPS is not available here; pass --device cpu (or auto)")
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError(
+            "TensorBoard logging needs the tensorboard package: pip install tensorboard (or the "
+            "project's [tensorboard] extra), or pass --no-tensorboard (tensorboard=False)"
+        )
+    out = Path(config.output_dir)
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ValueError(f"output_dir {config.output_dir!r}: {existing} is a file, not a directory")
+    if existing is not None and existing != out and not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"output_dir {config.output_dir!r}: cannot create it, {existing} is not writable")
+    if existing == out and not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"output_dir {config.output_dir!r} is not writable")

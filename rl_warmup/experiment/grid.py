@@ -24,6 +24,7 @@ import multiprocessing
 import signal
 import time
 import traceback
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -181,11 +182,24 @@ def expand_grid(config: CompareConfig) -> list[GridRun]:
     if forbidden:
         raise ValueError(f"set: {sorted(forbidden)} are the grid's coordinates; use the compare options instead")
     out = runs_dir(config).resolve()
+    repeated = {
+        name: [v for v in dict.fromkeys(values) if values.count(v) > 1]
+        for name, values in (
+            ("envs", list(config.envs)),
+            ("cells", list(config.cells)),
+            ("conditions", list(config.conditions)),
+            ("seeds", list(config.seeds)),
+        )
+    }
+    repeated = {k: v for k, v in repeated.items() if v}
+    if repeated:
+        listed = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in repeated.items())
+        warnings.warn(f"repeated grid entries run once ({listed})", UserWarning, stacklevel=2)
     runs = []
-    for env_id in config.envs:
-        for cell in config.cells:
-            for condition in config.conditions:
-                for seed in config.seeds:
+    for env_id in dict.fromkeys(config.envs):
+        for cell in dict.fromkeys(config.cells):
+            for condition in dict.fromkeys(config.conditions):
+                for seed in dict.fromkeys(config.seeds):
                     overrides: dict[str, Any] = {
                         **extra,
                         "env_id": env_id,

@@ -68,6 +68,7 @@ from rl_warmup.experiment.config import (
     STOCK_LSTM,
     TrainConfig,
     check_env_id,
+    check_runtime,
     dump_yaml,
     resolve_config,
 )
@@ -696,6 +697,7 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
     from rl_warmup.sb3.ppo import FastRecurrentPPO
 
     check_env_id(config.env_id)
+    check_runtime(config)
     config = _resolved(config)
     run_dir = config.run_dir
     ckpt_dir = run_dir / "checkpoints"

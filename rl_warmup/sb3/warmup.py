@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -131,7 +132,8 @@ def warmup_recurrent_ppo(
     moments computed before warmup survive it.
 
     :param env: where to collect episodes; the model's env when ``None``.
-    :param config: warmup settings (paper defaults when ``None``).
+    :param config: warmup settings (paper defaults when ``None``); a dict of
+        :class:`~rl_warmup.warmup.WarmupConfig` fields is turned into one (and validated) here.
     :param sequences: precomputed inputs (see :func:`collect_policy_sequences`); no collection then.
     :param n_episodes: rollout budget in episodes.
     :param n_steps: rollout budget in environment steps.
@@ -173,7 +175,8 @@ class WarmupCallback(BaseCallback):
     only on a model that has not trained yet (a resumed run is not warmed again). The per-layer
     VAA* after warmup and the number of restarts are recorded under ``warmup/...``.
 
-    :param config: warmup settings (paper defaults when ``None``).
+    :param config: warmup settings (paper defaults when ``None``); a dict of
+        :class:`~rl_warmup.warmup.WarmupConfig` fields is turned into one (and validated) here.
     :param env: where to collect random-policy episodes; the model's env when ``None``.
     :param n_episodes: rollout budget in episodes.
     :param n_steps: rollout budget in environment steps.
@@ -184,7 +187,7 @@ class WarmupCallback(BaseCallback):
 
     def __init__(
         self,
-        config: WarmupConfig | None = None,
+        config: WarmupConfig | Mapping[str, Any] | None = None,
         env: VecEnv | gym.Env | str | None = None,
         *,
         n_episodes: int | None = 64,
@@ -197,6 +200,10 @@ class WarmupCallback(BaseCallback):
         super().__init__(verbose)
         if n_episodes is None and n_steps is None:
             raise ValueError("give a rollout budget: n_episodes, n_steps, or both")
+        if isinstance(config, Mapping):
+            config = WarmupConfig(**config)  # a plain dict of settings, validated now
+        elif config is not None and not isinstance(config, WarmupConfig):
+            raise TypeError(f"config must be a WarmupConfig (or a dict of its fields), got {type(config).__name__}")
         self.config = config or WarmupConfig()
         self.env = env
         self.n_episodes = n_episodes

@@ -1,0 +1,141 @@
+"""Bad settings are refused before any work starts, with one line saying what is allowed.
+
+Each test here is a probe of the reliability issue that failed before its fix: a setting that was
+accepted silently, or failed late inside torch or SB3 with a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from rl_warmup.experiment.config import TrainConfig, check_runtime
+from rl_warmup.experiment.grid import CompareConfig, expand_grid
+from rl_warmup.sb3.warmup import WarmupCallback
+from rl_warmup.warmup import WarmupConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("batch_size", 1, "batch_size must be >= 2"),
+        ("gamma", 2.0, r"gamma must lie in \(0, 1\]"),
+        ("gamma", 0.0, r"gamma must lie in \(0, 1\]"),
+        ("gae_lambda", -0.1, r"gae_lambda must lie in \[0, 1\]"),
+        ("learning_rate", 0.0, "learning_rate must lie in"),
+        ("clip_range", -0.2, "clip_range must lie in"),
+        ("ent_coef", -0.01, "ent_coef must lie in"),
+        ("max_grad_norm", 0.0, "max_grad_norm must lie in"),
+        ("threads", -1, "threads must be >= 0"),
+        ("device", "bogus", "device must be auto, cpu, cuda, cuda:N or mps, got 'bogus'"),
+    ],
+)
+def test_train_config_refuses_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_train_config_accepts_the_edges():
+    TrainConfig(batch_size=2, gamma=1.0, gae_lambda=0.0, ent_coef=0.0, device="cuda:1")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_refused_before_work(tmp_path):
+    with pytest.raises(ValueError, match="no CUDA device; pass --device cpu"):
+        check_runtime(TrainConfig(device="cuda", output_dir=str(tmp_path), tensorboard=False))
+
+
+def test_missing_tensorboard_is_one_error_before_any_run(tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    with pytest.raises(ValueError, match="pip install tensorboard"):
+        check_runtime(TrainConfig(output_dir=str(tmp_path), tensorboard=True))
+    check_runtime(TrainConfig(output_dir=str(tmp_path), tensorboard=False))
+    # compare.py checks every run first: one error, no run started
+    from rl_warmup.experiment.compare import compare
+
+    config = CompareConfig(
+        cells=("gru",), conditions=("cold",), envs=("rl_warmup/PassiveTMaze-v0",), seeds=(0,),
+        output_dir=str(tmp_path / "cmp"), set=("tensorboard=true",),
+    )
+    with pytest.raises(ValueError, match="pip install tensorboard"):
+        compare(config)
+    assert not (tmp_path / "cmp" / "runs").exists()
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "below"):
+        with pytest.raises(ValueError, match="is a file, not a directory"):
+            check_runtime(TrainConfig(output_dir=str(out), tensorboard=False))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"steps": 2.5}, "WarmupConfig.steps must be an integer, got 2.5"),
+        ({"lr": "1e-2"}, "WarmupConfig.lr must be a number"),
+        ({"keep_best": 1}, "WarmupConfig.keep_best must be True or False"),
+        ({"vaa_checkpoints": (100, 2.5)}, "WarmupConfig.vaa_checkpoints must be a sequence of integers"),
+    ],
+)
+def test_warmup_config_refuses_wrong_types(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        WarmupConfig(**kwargs)
+
+
+def test_warmup_config_takes_numpy_scalars_as_python_ones():
+    import numpy as np
+
+    config = WarmupConfig(steps=np.int64(3), lr=np.float32(0.5))
+    assert type(config.steps) is int and type(config.lr) is float
+
+
+def test_warmup_callback_validates_a_dict_at_construction():
+    with pytest.raises(ValueError, match="lr and epsilon must be > 0"):
+        WarmupCallback({"lr": -1})
+    assert WarmupCallback({"lr": 0.5, "steps": 3}).config == WarmupConfig(lr=0.5, steps=3)
+    with pytest.raises(TypeError, match="must be a WarmupConfig"):
+        WarmupCallback(0.01)  # type: ignore[arg-type]
+
+
+def test_repeated_grid_entries_run_once_with_a_warning(tmp_path):
+    config = CompareConfig(
+        cells=("gru", "gru"), conditions=("cold",), envs=("rl_warmup/PassiveTMaze-v0",), seeds=(0, 0, 1),
+        output_dir=str(tmp_path),
+    )
+    with pytest.warns(UserWarning, match=r"repeated grid entries run once \(cells: gru; seeds: 0\)"):
+        runs = expand_grid(config)
+    names = [r.config.run_name for r in runs]
+    assert len(names) == len(set(names)) == 2
+
+
+def test_train_resume_of_a_missing_run_is_an_error(tmp_path, capsys):
+    import train as train_script
+
+    code = train_script.main(
+        ["--env-id", "rl_warmup/PassiveTMaze-v0", "--output-dir", str(tmp_path), "--run-name", "nope", "--resume"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no run in" in err and "drop --resume" in err
+    assert not (tmp_path / "nope").exists()
+
+
+def test_train_script_bad_device_is_one_line(capsys):
+    import train as train_script
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert train_script.main(["--device", "bogus"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "device must be" in err[0]

@@ -371,6 +371,69 @@ def test_compare_ctrl_c_stops_the_workers_and_keeps_their_checkpoints(tmp_path: 
     assert not (state.parent.parent / "error.txt").exists()
 
 
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_compare_workers_die_with_a_killed_driver(tmp_path: Path) -> None:
+    """SIGKILL of the driver (the OOM killer) used to leave both workers running their queue and
+    then blocked forever on a pipe; now they checkpoint their run and exit."""
+    report = tmp_path / "report"
+    settings = {k: v for k, v in TINY.items() if k != "total_timesteps"}
+    args = [COMPARE, "--envs", "rl_warmup/PassiveTMaze-v0", "--cells", "gru", "--conditions", "cold",
+            "--seeds", "0", "1", "2", "--workers", "2", "--total-timesteps", "1000000", "--output-dir",
+            str(report), "--set", *(f"{k}={v}" for k, v in settings.items()), "tensorboard=false",
+            "checkpoint_freq=64"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RL_WARMUP_TEST_")}
+    proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    runs = report / "runs"
+    states = [runs / f"rl_warmup-PassiveTMaze-v0__gru__cold__s{s}" / "checkpoints" / "state.json" for s in (0, 1)]
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not all(p.exists() for p in states) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(p.exists() for p in states), "the two runs did not start"
+        workers = [p for p in _children(proc.pid) if _alive(p)]
+        assert workers, "no worker process found"
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), "workers outlived their driver"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in workers:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+    # the third run never started; the two running ones kept a checkpoint and no result
+    assert not (runs / "rl_warmup-PassiveTMaze-v0__gru__cold__s2" / "result.json").exists()
+    for state in states:
+        assert json.loads(state.read_text())["num_timesteps"] > 0
+        assert not (state.parent.parent / "result.json").exists()
+
+
 def test_compare_on_a_local_ray_cluster(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     report = tmp_path / "report"

@@ -21,7 +21,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import math
 import multiprocessing
+import os
 import signal
+import threading
 import time
 import traceback
 import warnings
@@ -352,6 +354,26 @@ def _init_worker() -> None:
     # which stops them with SIGTERM (see _run_local), so each run saves its checkpoint once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), name="watch-parent", daemon=True).start()
+
+
+ORPHAN_GRACE_SECONDS = 60.0
+"""How long a worker whose driver died may take to checkpoint its run before it exits."""
+
+
+def _watch_parent(parent: int, poll: float = 0.5) -> None:
+    """In a worker: when the driver process dies (SIGKILL, the OOM killer), stop the running run
+    as SIGTERM does (it keeps its checkpoint) and exit, instead of finishing the queue and then
+    blocking forever on the dead driver's pipe."""
+    while os.getppid() == parent:
+        time.sleep(poll)
+    os.kill(os.getpid(), signal.SIGTERM)
+    # The pool's call queue never reaches end-of-file (the worker holds its write end too), so
+    # the worker exits itself once the run has saved its checkpoint.
+    deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
+    while _ACTIVE_RUN and time.monotonic() < deadline:
+        time.sleep(poll)
+    os._exit(1)
 
 
 def _worker_run(run: GridRun) -> dict[str, Any]:

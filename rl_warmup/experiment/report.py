@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from rl_warmup.experiment.grid import CONDITIONS, RESULT_COLUMNS, CompareConfig
-from rl_warmup.experiment.train import read_csv
+from rl_warmup.experiment.logs import read_csv
 
 SUMMARY_FILE = "summary.md"
 RESULTS_FILE = "results.csv"

@@ -32,36 +32,37 @@ starts new episodes: a valid continuation, not an identical one.
 from __future__ import annotations
 
 import argparse
-import copy
-import csv
 import functools
 import json
 import math
-import os
-import random
 import shutil
 import time
 import traceback
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import gymnasium as gym
-import numpy as np
-import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import CSVOutputFormat, KVWriter, Logger, make_output_format
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
     VecEnv,
     VecNormalize,
-    sync_envs_normalization,
 )
 
+from rl_warmup.experiment.callbacks import (
+    EVAL_COLUMNS,
+    EvaluationCallback,
+    VAARecorder,
+    WarmupRecorder,
+)
+from rl_warmup.experiment.checkpoint import (
+    SNAPSHOT_FILE,
+    CheckpointCallback,
+    restore_snapshot,
+    save_checkpoint,
+)
 from rl_warmup.experiment.cli import add_dataclass_arguments, given_values
 from rl_warmup.experiment.config import (
     RUNTIME_FIELDS,
@@ -72,19 +73,20 @@ from rl_warmup.experiment.config import (
     dump_yaml,
     resolve_config,
 )
-from rl_warmup.sb3.callbacks import VAALoggerCallback
-from rl_warmup.sb3.warmup import WarmupCallback
+from rl_warmup.experiment.logs import atomic_write, cut_back_csv, make_logger, number, read_csv
 
-EVAL_COLUMNS: tuple[str, ...] = (
-    "timesteps",
-    "success_rate",
-    "mean_reward",
-    "std_reward",
-    "mean_ep_length",
-    "episodes",
-    "wall_seconds",
-)
-"""Columns of ``evaluations.csv``; ``success_rate`` is empty when the env reports no ``is_success``."""
+__all__ = [  # EVAL_COLUMNS and read_csv: where they were before the split, for callers
+    "EVAL_COLUMNS",
+    "RunResult",
+    "describe",
+    "is_finished",
+    "make_env",
+    "read_csv",
+    "timesteps_to_threshold",
+    "train",
+    "train_config_from_args",
+    "train_parser",
+]
 
 EVAL_SEED_OFFSET = 10_000
 """Evaluation environments are seeded with ``seed + EVAL_SEED_OFFSET`` before every evaluation."""
@@ -135,7 +137,7 @@ class RunResult:
         return asdict(self)
 
     def save(self, path: str | Path) -> None:
-        _atomic_write(Path(path), json.dumps(_json_safe(self.to_dict()), indent=2) + "\n")
+        atomic_write(Path(path), json.dumps(_json_safe(self.to_dict()), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> RunResult:
@@ -155,109 +157,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def read_csv(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a CSV file as dicts of strings (empty list if the file is missing)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _number(text: str | None) -> float:
-    try:
-        return float(text) if text not in (None, "") else math.nan
-    except ValueError:
-        return math.nan
-
-
-def _truncate_csv(path: Path, key: str, max_timesteps: int) -> None:
-    """Keep the header and the rows whose ``key`` is at most ``max_timesteps`` (or empty)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        rows = list(reader)
-    if not rows:
-        return
-    header, body = rows[0], rows[1:]
-    if key not in header:
-        return
-    i = header.index(key)
-    kept = [r for r in body if i >= len(r) or r[i] == "" or _number(r[i]) <= max_timesteps]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(kept)
-    os.replace(tmp, path)
-
-
-class _CSVAppender:
-    """Append rows to a CSV file whose header may grow (rewritten when new keys appear)."""
-
-    def __init__(self, path: Path, columns: tuple[str, ...] = ()) -> None:
-        self.path = path
-        self.columns = list(columns)
-        if path.exists():
-            with path.open(newline="") as f:
-                header = next(csv.reader(f), [])
-            self.columns = header + [c for c in self.columns if c not in header]
-
-    def append(self, row: dict[str, Any]) -> None:
-        new = [k for k in row if k not in self.columns]
-        if new or not self.path.exists():
-            old = read_csv(self.path)
-            self.columns += new
-            with self.path.open("w", newline="") as f:
-                writer = csv.DictWriter(f, self.columns)
-                writer.writeheader()
-                writer.writerows(old)
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self.columns).writerow({k: _csv_value(v) for k, v in row.items()})
-
-
-def _csv_value(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    return value
-
-
-class ResumableCSVOutputFormat(CSVOutputFormat):
-    """SB3's CSV writer that keeps an existing file's rows (a resumed run appends to its log)."""
-
-    def __init__(self, filename: str) -> None:
-        old = Path(filename).read_text() if Path(filename).exists() else ""
-        super().__init__(filename)  # opens with "w+": truncates
-        lines = old.splitlines(keepends=True)
-        if lines:
-            self.file.write(old if old.endswith("\n") else old + "\n")
-            self.file.flush()
-            self.keys = next(csv.reader([lines[0]]))
-
-
-def make_logger(config: TrainConfig, run_dir: Path) -> Logger:
-    """SB3 logger writing ``progress.csv`` (appending), TensorBoard and optionally stdout."""
-    formats: list[KVWriter] = [ResumableCSVOutputFormat(str(run_dir / "progress.csv"))]
-    if config.tensorboard:
-        try:
-            formats.append(make_output_format("tensorboard", str(run_dir / "tensorboard")))
-        except (ImportError, AssertionError) as e:
-            raise ImportError(
-                "TensorBoard logging needs the tensorboard package: pip install tensorboard "
-                "(or the project's [tensorboard] extra), or pass tensorboard=False (--no-tensorboard)"
-            ) from e
-    if config.verbose >= 1:
-        formats.append(make_output_format("stdout", str(run_dir)))
-    return Logger(folder=str(run_dir), output_formats=formats)
 
 
 # -- environments -----------------------------------------------------------------------------
@@ -282,359 +181,6 @@ def make_env(config: TrainConfig, *, n_envs: int | None = None, seed: int | None
         wrapper_class=wrapper,
         vec_env_cls=DummyVecEnv,
     )
-
-
-# -- callbacks ----------------------------------------------------------------------------------
-class EvaluationCallback(BaseCallback):
-    """Evaluate every ``eval_freq`` timesteps (and when training starts), append a row to
-    ``evaluations.csv`` and record ``eval/success_rate``, ``eval/mean_reward`` in the logger.
-
-    Every evaluation resets the evaluation env with the same seed, so all evaluations of a run
-    (and of every run with the same seed) play the same episodes.
-
-    :param eval_env: evaluation environments (wrapped in VecNormalize with ``training=False`` when
-        the training env is normalised).
-    :param path: the CSV file.
-    :param eval_freq: timesteps between evaluations (0: only at the start and when asked).
-    :param n_episodes: episodes per evaluation.
-    :param seed: seed of the evaluation episodes.
-    """
-
-    def __init__(self, eval_env: VecEnv, path: Path, *, eval_freq: int, n_episodes: int, seed: int) -> None:
-        super().__init__()
-        self.eval_env = eval_env
-        self.path = path
-        self.eval_freq = eval_freq
-        self.n_episodes = n_episodes
-        self.seed = seed
-        self.writer = _CSVAppender(path, EVAL_COLUMNS)
-        self.last_timesteps = -1
-        self.next_eval = 0
-        self.start_time = time.perf_counter()
-        self.offset_seconds = 0.0
-        self._successes: list[bool] = []
-
-    def _on_training_start(self) -> None:
-        rows = read_csv(self.path)
-        if rows:
-            self.last_timesteps = int(_number(rows[-1]["timesteps"]))
-        if self.last_timesteps < 0:
-            self.evaluate()  # before training: the starting point of the learning curve
-        self._schedule()
-
-    def _schedule(self) -> None:
-        last = max(self.last_timesteps, self.num_timesteps)
-        self.next_eval = (last // self.eval_freq + 1) * self.eval_freq if self.eval_freq > 0 else 2**62
-
-    def _collect(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
-        if locals_["done"]:
-            success = locals_["info"].get("is_success")
-            if success is not None:
-                self._successes.append(bool(success))
-
-    def evaluate(self) -> dict[str, float]:
-        """Evaluate now; append the row and record it in the logger."""
-        normalize = self.model.get_vec_normalize_env()
-        if normalize is not None:
-            sync_envs_normalization(self.training_env, self.eval_env)
-        self._successes = []
-        self.eval_env.seed(self.seed)
-        rewards, lengths = evaluate_policy(
-            self.model,  # type: ignore[arg-type]
-            self.eval_env,
-            n_eval_episodes=self.n_episodes,
-            deterministic=True,
-            return_episode_rewards=True,
-            warn=False,
-            callback=self._collect,
-        )
-        rewards_arr, lengths_arr = np.asarray(rewards, float), np.asarray(lengths, float)
-        success = float(np.mean(self._successes)) if self._successes else math.nan
-        row = {
-            "timesteps": int(self.num_timesteps),
-            "success_rate": success,
-            "mean_reward": float(rewards_arr.mean()),
-            "std_reward": float(rewards_arr.std()),
-            "mean_ep_length": float(lengths_arr.mean()),
-            "episodes": len(rewards_arr),
-            "wall_seconds": round(self.offset_seconds + time.perf_counter() - self.start_time, 3),
-        }
-        self.writer.append(row)
-        self.last_timesteps = int(self.num_timesteps)
-        self.logger.record("eval/mean_reward", row["mean_reward"])
-        self.logger.record("eval/mean_ep_length", row["mean_ep_length"])
-        if not math.isnan(success):
-            self.logger.record("eval/success_rate", success)
-        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
-        self.logger.dump(self.num_timesteps)
-        return row
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps >= self.next_eval:
-            self.evaluate()
-            self._schedule()
-        return True
-
-
-SNAPSHOT_FILE = "last_state.pkl"
-#: What a VecNormalize changes while it runs: statistics and the last raw observations / rewards.
-_NORMALIZE_STATE = ("obs_rms", "ret_rms", "returns", "old_obs", "old_reward")
-
-
-@dataclass
-class Snapshot:
-    """The training state at the start of a rollout, beyond what ``model.save`` keeps.
-
-    :param blob: pickled environments, last observations / episode starts / recurrent states,
-        episode-information buffers, the logger's values not yet written and random generator
-        states (``None`` when the environments could not be pickled); what ``last_state.pkl``
-        holds.
-    :param num_timesteps: the model's timesteps at that point.
-    :param n_updates: its ``_n_updates``.
-    :param policy: a copy of the policy's ``state_dict`` (optimizer included separately).
-    :param optimizer: a copy of the policy optimizer's ``state_dict``.
-    """
-
-    blob: bytes | None
-    num_timesteps: int
-    n_updates: int
-    policy: dict[str, Any]
-    optimizer: dict[str, Any]
-
-
-def capture_snapshot(model: Any) -> Snapshot:
-    """The state of ``model`` and its training environments now (call it at a rollout start)."""
-    rng = {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-    env = model.get_env()
-    normalize = None
-    if isinstance(env, VecNormalize):  # VecNormalize pickles without its venv: keep both parts
-        normalize = {name: getattr(env, name, None) for name in _NORMALIZE_STATE}
-        env = env.venv
-    state = {
-        "env": env,
-        "normalize": normalize,
-        "last_obs": model._last_obs,
-        "last_episode_starts": model._last_episode_starts,
-        "last_lstm_states": model._last_lstm_states,
-        "ep_info_buffer": model.ep_info_buffer,
-        "ep_success_buffer": model.ep_success_buffer,
-        "rng": rng,
-        # values recorded but not yet written (the last update's train/ keys)
-        "logger": (
-            dict(model.logger.name_to_value),
-            dict(model.logger.name_to_count),
-            dict(model.logger.name_to_excluded),
-        ),
-    }
-    try:
-        blob: bytes | None = cloudpickle.dumps(state)
-    except Exception as error:  # an environment that cannot be pickled
-        warnings.warn(
-            f"the training environments could not be pickled ({type(error).__name__}: {error}); "
-            "a resumed run will start new episodes instead of continuing these ones exactly",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        blob = None
-    return Snapshot(
-        blob,
-        int(model.num_timesteps),
-        int(model._n_updates),
-        {k: v.detach().clone() for k, v in model.policy.state_dict().items()},
-        copy.deepcopy(model.policy.optimizer.state_dict()),
-    )
-
-
-def restore_snapshot(model: Any, blob: bytes) -> VecEnv:
-    """Put the state of ``last_state.pkl`` back into a loaded ``model``; returns its training env
-    (the environments it replaces are closed).
-
-    Also puts back the logger's pending values (call it after ``model.set_logger``) and, last, the
-    random generators, so call it right before ``model.learn``.
-    """
-    state = cloudpickle.loads(blob)
-    env = model.get_env()
-    if state["normalize"] is not None and isinstance(env, VecNormalize):
-        env.venv.close()
-        env.venv = state["env"]
-        for name, value in state["normalize"].items():
-            setattr(env, name, value)
-    else:
-        model.set_env(state["env"], force_reset=False)
-        env.close()
-    model._last_obs = state["last_obs"]
-    model._last_episode_starts = state["last_episode_starts"]
-    model._last_lstm_states = state["last_lstm_states"]
-    model.ep_info_buffer = state["ep_info_buffer"]
-    model.ep_success_buffer = state["ep_success_buffer"]
-    values, counts, excluded = state["logger"]
-    model.logger.name_to_value.update(values)
-    model.logger.name_to_count.update(counts)
-    model.logger.name_to_excluded.update(excluded)
-    rng = state["rng"]
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
-    return model.get_env()
-
-
-class CheckpointCallback(BaseCallback):
-    """Save ``checkpoints/last.zip`` (+ VecNormalize statistics, ``state.json`` and
-    ``last_state.pkl``) at the start of a rollout once ``every`` timesteps have passed since the
-    last save. Files are replaced atomically.
-
-    At every rollout start it keeps a :class:`Snapshot` in memory, and :meth:`save_interrupted`
-    (Ctrl-C, a crash) writes the model as of that rollout start (parameters, optimizer, timesteps,
-    environments, random generators), so that a resumed run repeats the interrupted rollout
-    exactly and ends at the same total as an uninterrupted one.
-    """
-
-    def __init__(self, directory: Path, every: int, state: dict[str, Any]) -> None:
-        super().__init__()
-        self.directory = directory
-        self.every = every
-        self.state = state
-        self.last_saved = 0
-        self.snapshot: Snapshot | None = None
-
-    def _on_training_start(self) -> None:
-        self.last_saved = self.num_timesteps
-
-    def _on_rollout_start(self) -> None:
-        self.snapshot = capture_snapshot(self.model)
-        if self.num_timesteps - self.last_saved >= self.every:
-            self.save()
-
-    def _on_step(self) -> bool:
-        return True
-
-    def save(self) -> None:
-        """Save now (nothing is saved before the first timestep: a resume then starts afresh)."""
-        if self.model.num_timesteps <= 0:
-            return
-        blob = None
-        if self.snapshot is not None and self.snapshot.num_timesteps == self.model.num_timesteps:
-            blob = self.snapshot.blob
-        save_checkpoint(self.model, self.directory, self.state, blob)
-        self.last_saved = self.model.num_timesteps
-
-    def save_interrupted(self) -> None:
-        """Save after Ctrl-C or a crash, as of the start of the last rollout."""
-        if self.model is None:
-            return
-        snapshot = self.snapshot
-        if snapshot is not None and snapshot.num_timesteps != self.model.num_timesteps:
-            model = self.model
-            model.policy.load_state_dict(snapshot.policy)
-            model.policy.optimizer.load_state_dict(snapshot.optimizer)
-            model.num_timesteps = snapshot.num_timesteps
-            model._n_updates = snapshot.n_updates
-        self.save()
-
-
-def save_checkpoint(model: Any, directory: Path, state: dict[str, Any], snapshot: bytes | None = None) -> None:
-    """Write ``last.zip``, ``last_vecnormalize.pkl`` (if any), ``last_state.pkl`` (the
-    :class:`Snapshot` blob taken at this point, if given; removed otherwise) and ``state.json``,
-    each atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / "last.tmp.zip"
-    model.save(tmp)
-    normalize = model.get_vec_normalize_env()
-    if normalize is not None:
-        normalize.save(directory / "last_vecnormalize.tmp.pkl")
-        os.replace(directory / "last_vecnormalize.tmp.pkl", directory / "last_vecnormalize.pkl")
-    if snapshot is not None:
-        (directory / "last_state.tmp.pkl").write_bytes(snapshot)
-        os.replace(directory / "last_state.tmp.pkl", directory / SNAPSHOT_FILE)
-    else:
-        (directory / SNAPSHOT_FILE).unlink(missing_ok=True)
-    os.replace(tmp, directory / "last.zip")
-    _atomic_write(directory / "state.json", json.dumps({**state, "num_timesteps": int(model.num_timesteps)}, indent=2))
-
-
-class _Warmup(WarmupCallback):
-    """:class:`WarmupCallback` that also writes ``warmup.json``."""
-
-    def __init__(self, path: Path, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.path = path
-
-    def _on_training_start(self) -> None:
-        if self.results is not None or self.model.num_timesteps > 0:
-            return
-        start = time.perf_counter()
-        super()._on_training_start()
-        seconds = time.perf_counter() - start
-        assert self.results is not None
-        data = {
-            role: {
-                "final_vaa_star": r.final_vaa_star,
-                "collapsed": bool(r.collapsed_layers),
-                "restarts": r.restarts,
-                "restart_reasons": r.restart_reasons,
-                "best_step": r.best_step,
-                **(
-                    {}
-                    if r.vaa is None or r.vaa.curve is None
-                    else {
-                        "vaa_curve": dict(zip(r.vaa.curve.settle_steps, r.vaa.curve.vaa, strict=True)),
-                        "vaa_horizon": r.vaa.horizon,
-                        "vaa_movement": r.vaa.movement,
-                    }
-                ),
-            }
-            for role, r in self.results.items()
-        }
-        self.logger.record("warmup/seconds", seconds)
-        _atomic_write(self.path, json.dumps({"seconds": seconds, "networks": data}, indent=2) + "\n")
-
-
-class _VAARecorder(VAALoggerCallback):
-    """:class:`VAALoggerCallback` measuring at timestep 0 (after warmup, before training), every
-    ``every_n_rollouts`` rollouts after that and on request, each measure appended to ``vaa.csv``.
-
-    The fixed episodes it measures on are collected once, on the training env at the start of
-    the run, and kept in ``sequences_path``: a resumed run reads them instead of collecting again
-    (which would reset the training env it resumes and measure on other inputs). Rollouts are
-    counted from the start of the run, so a resumed run measures at the same timesteps.
-    """
-
-    def __init__(self, path: Path, sequences_path: Path, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.writer = _CSVAppender(path, ("timesteps",))
-        self.sequences_path = sequences_path
-
-    def _on_training_start(self) -> None:
-        if self.sequences is None and self.sequences_path.exists():
-            self.sequences = torch.load(self.sequences_path, weights_only=True)
-        super()._on_training_start()
-        if not self.sequences_path.exists():
-            tmp = self.sequences_path.with_suffix(".tmp")
-            torch.save(self.sequences, tmp)
-            os.replace(tmp, self.sequences_path)
-        self.n_rollouts = self.model.num_timesteps // (self.model.n_steps * self.model.n_envs)
-        if self.model.num_timesteps == 0:
-            self.record_now()
-
-    def _on_rollout_end(self) -> None:
-        self.n_rollouts += 1
-        if self.n_rollouts % self.every_n_rollouts == 0:
-            self.record_now()
-
-    def record_now(self) -> dict[str, float]:
-        values = self.measure()
-        for key, value in values.items():
-            self.logger.record(key, value)
-        self.history.append({"timesteps": float(self.num_timesteps), **values})
-        self.writer.append({"timesteps": int(self.num_timesteps), **values})
-        return values
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -663,8 +209,8 @@ def _resolved(config: TrainConfig) -> TrainConfig:
 def timesteps_to_threshold(evaluations: list[dict[str, str]], threshold: float) -> float:
     """Timesteps of the first evaluation with ``success_rate >= threshold``; NaN if none."""
     for row in evaluations:
-        if _number(row.get("success_rate")) >= threshold:
-            return float(_number(row["timesteps"]))
+        if number(row.get("success_rate")) >= threshold:
+            return float(number(row["timesteps"]))
     return math.nan
 
 
@@ -674,12 +220,12 @@ def _first_and_last_vaa(rows: list[dict[str, str]]) -> tuple[dict[str, float], d
             return {}
         out = {}
         for role in ("actor", "critic"):
-            value = _number(row.get(f"vaa/{role}"))
+            value = number(row.get(f"vaa/{role}"))
             if not math.isnan(value):
                 out[role] = value
         return out
 
-    first = next((r for r in rows if _number(r.get("timesteps")) == 0), None)
+    first = next((r for r in rows if number(r.get("timesteps")) == 0), None)
     return pick(first), pick(rows[-1] if rows else None)
 
 
@@ -733,9 +279,9 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
         state.update(json.loads((ckpt_dir / "state.json").read_text()))
         done = int(state["num_timesteps"])
         state["resumed_from"] = [*state.get("resumed_from", []), done]
-        _truncate_csv(run_dir / "progress.csv", "time/total_timesteps", done)
-        _truncate_csv(run_dir / "evaluations.csv", "timesteps", done)
-        _truncate_csv(run_dir / "vaa.csv", "timesteps", done)
+        cut_back_csv(run_dir / "progress.csv", "time/total_timesteps", done)
+        cut_back_csv(run_dir / "evaluations.csv", "timesteps", done)
+        cut_back_csv(run_dir / "vaa.csv", "timesteps", done)
     previous_seconds = float(state.get("wall_seconds", 0.0))
     start = time.perf_counter()
 
@@ -781,7 +327,7 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
     own: list[BaseCallback] = []
     if config.warmup != "none":
         own.append(
-            _Warmup(
+            WarmupRecorder(
                 run_dir / "warmup.json",
                 config=config.warmup_config(),
                 n_episodes=config.warmup_episodes,
@@ -789,9 +335,9 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
                 progress=config.progress_bar,
             )
         )
-    vaa: _VAARecorder | None = None
+    vaa: VAARecorder | None = None
     if config.vaa_every > 0:
-        vaa = _VAARecorder(
+        vaa = VAARecorder(
             run_dir / "vaa.csv",
             run_dir / "vaa_sequences.pt",
             every_n_rollouts=config.vaa_every,
@@ -852,7 +398,7 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
     eval_env.close()
 
     evaluations = read_csv(run_dir / "evaluations.csv")
-    successes = [_number(r["success_rate"]) for r in evaluations]
+    successes = [number(r["success_rate"]) for r in evaluations]
     vaa_first, vaa_last = _first_and_last_vaa(read_csv(run_dir / "vaa.csv"))
     warm = json.loads((run_dir / "warmup.json").read_text()) if (run_dir / "warmup.json").exists() else {}
     networks = warm.get("networks", {})
@@ -865,7 +411,7 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
         seed=config.seed,
         num_timesteps=int(model.num_timesteps),
         final_success_rate=successes[-1] if successes else math.nan,
-        final_mean_reward=_number(evaluations[-1]["mean_reward"]) if evaluations else math.nan,
+        final_mean_reward=number(evaluations[-1]["mean_reward"]) if evaluations else math.nan,
         best_success_rate=max(finite) if finite else math.nan,
         timesteps_to_threshold=timesteps_to_threshold(evaluations, config.success_threshold),
         success_threshold=config.success_threshold,

@@ -1,0 +1,208 @@
+"""Checkpoints of a run: what they hold, how they are written, and how they are read back.
+
+``checkpoints/`` of a run directory holds ``last.zip`` (the model), ``last_vecnormalize.pkl``
+(if any), ``last_state.pkl`` (:class:`Snapshot`: environments, recurrent states and random
+generators at a rollout start) and ``state.json`` (timesteps and wall time), each replaced
+atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from rl_warmup.experiment.logs import atomic_write
+
+SNAPSHOT_FILE = "last_state.pkl"
+#: What a VecNormalize changes while it runs: statistics and the last raw observations / rewards.
+_NORMALIZE_STATE = ("obs_rms", "ret_rms", "returns", "old_obs", "old_reward")
+
+
+@dataclass
+class Snapshot:
+    """The training state at the start of a rollout, beyond what ``model.save`` keeps.
+
+    :param blob: pickled environments, last observations / episode starts / recurrent states,
+        episode-information buffers, the logger's values not yet written and random generator
+        states (``None`` when the environments could not be pickled); what ``last_state.pkl``
+        holds.
+    :param num_timesteps: the model's timesteps at that point.
+    :param n_updates: its ``_n_updates``.
+    :param policy: a copy of the policy's ``state_dict`` (optimizer included separately).
+    :param optimizer: a copy of the policy optimizer's ``state_dict``.
+    """
+
+    blob: bytes | None
+    num_timesteps: int
+    n_updates: int
+    policy: dict[str, Any]
+    optimizer: dict[str, Any]
+
+
+def capture_snapshot(model: Any) -> Snapshot:
+    """The state of ``model`` and its training environments now (call it at a rollout start)."""
+    rng = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    env = model.get_env()
+    normalize = None
+    if isinstance(env, VecNormalize):  # VecNormalize pickles without its venv: keep both parts
+        normalize = {name: getattr(env, name, None) for name in _NORMALIZE_STATE}
+        env = env.venv
+    state = {
+        "env": env,
+        "normalize": normalize,
+        "last_obs": model._last_obs,
+        "last_episode_starts": model._last_episode_starts,
+        "last_lstm_states": model._last_lstm_states,
+        "ep_info_buffer": model.ep_info_buffer,
+        "ep_success_buffer": model.ep_success_buffer,
+        "rng": rng,
+        # values recorded but not yet written (the last update's train/ keys)
+        "logger": (
+            dict(model.logger.name_to_value),
+            dict(model.logger.name_to_count),
+            dict(model.logger.name_to_excluded),
+        ),
+    }
+    try:
+        blob: bytes | None = cloudpickle.dumps(state)
+    except Exception as error:  # an environment that cannot be pickled
+        warnings.warn(
+            f"the training environments could not be pickled ({type(error).__name__}: {error}); "
+            "a resumed run will start new episodes instead of continuing these ones exactly",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        blob = None
+    return Snapshot(
+        blob,
+        int(model.num_timesteps),
+        int(model._n_updates),
+        {k: v.detach().clone() for k, v in model.policy.state_dict().items()},
+        copy.deepcopy(model.policy.optimizer.state_dict()),
+    )
+
+
+def restore_snapshot(model: Any, blob: bytes) -> VecEnv:
+    """Put the state of ``last_state.pkl`` back into a loaded ``model``; returns its training env
+    (the environments it replaces are closed).
+
+    Also puts back the logger's pending values (call it after ``model.set_logger``) and, last, the
+    random generators, so call it right before ``model.learn``.
+    """
+    state = cloudpickle.loads(blob)
+    env = model.get_env()
+    if state["normalize"] is not None and isinstance(env, VecNormalize):
+        env.venv.close()
+        env.venv = state["env"]
+        for name, value in state["normalize"].items():
+            setattr(env, name, value)
+    else:
+        model.set_env(state["env"], force_reset=False)
+        env.close()
+    model._last_obs = state["last_obs"]
+    model._last_episode_starts = state["last_episode_starts"]
+    model._last_lstm_states = state["last_lstm_states"]
+    model.ep_info_buffer = state["ep_info_buffer"]
+    model.ep_success_buffer = state["ep_success_buffer"]
+    values, counts, excluded = state["logger"]
+    model.logger.name_to_value.update(values)
+    model.logger.name_to_count.update(counts)
+    model.logger.name_to_excluded.update(excluded)
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    return model.get_env()
+
+
+class CheckpointCallback(BaseCallback):
+    """Save ``checkpoints/last.zip`` (+ VecNormalize statistics, ``state.json`` and
+    ``last_state.pkl``) at the start of a rollout once ``every`` timesteps have passed since the
+    last save. Files are replaced atomically.
+
+    At every rollout start it keeps a :class:`Snapshot` in memory, and :meth:`save_interrupted`
+    (Ctrl-C, a crash) writes the model as of that rollout start (parameters, optimizer, timesteps,
+    environments, random generators), so that a resumed run repeats the interrupted rollout
+    exactly and ends at the same total as an uninterrupted one.
+    """
+
+    def __init__(self, directory: Path, every: int, state: dict[str, Any]) -> None:
+        super().__init__()
+        self.directory = directory
+        self.every = every
+        self.state = state
+        self.last_saved = 0
+        self.snapshot: Snapshot | None = None
+
+    def _on_training_start(self) -> None:
+        self.last_saved = self.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        self.snapshot = capture_snapshot(self.model)
+        if self.num_timesteps - self.last_saved >= self.every:
+            self.save()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def save(self) -> None:
+        """Save now (nothing is saved before the first timestep: a resume then starts afresh)."""
+        if self.model.num_timesteps <= 0:
+            return
+        blob = None
+        if self.snapshot is not None and self.snapshot.num_timesteps == self.model.num_timesteps:
+            blob = self.snapshot.blob
+        save_checkpoint(self.model, self.directory, self.state, blob)
+        self.last_saved = self.model.num_timesteps
+
+    def save_interrupted(self) -> None:
+        """Save after Ctrl-C or a crash, as of the start of the last rollout."""
+        if self.model is None:
+            return
+        snapshot = self.snapshot
+        if snapshot is not None and snapshot.num_timesteps != self.model.num_timesteps:
+            model = self.model
+            model.policy.load_state_dict(snapshot.policy)
+            model.policy.optimizer.load_state_dict(snapshot.optimizer)
+            model.num_timesteps = snapshot.num_timesteps
+            model._n_updates = snapshot.n_updates
+        self.save()
+
+
+def save_checkpoint(model: Any, directory: Path, state: dict[str, Any], snapshot: bytes | None = None) -> None:
+    """Write ``last.zip``, ``last_vecnormalize.pkl`` (if any), ``last_state.pkl`` (the
+    :class:`Snapshot` blob taken at this point, if given; removed otherwise) and ``state.json``,
+    each atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / "last.tmp.zip"
+    model.save(tmp)
+    normalize = model.get_vec_normalize_env()
+    if normalize is not None:
+        normalize.save(directory / "last_vecnormalize.tmp.pkl")
+        os.replace(directory / "last_vecnormalize.tmp.pkl", directory / "last_vecnormalize.pkl")
+    if snapshot is not None:
+        (directory / "last_state.tmp.pkl").write_bytes(snapshot)
+        os.replace(directory / "last_state.tmp.pkl", directory / SNAPSHOT_FILE)
+    else:
+        (directory / SNAPSHOT_FILE).unlink(missing_ok=True)
+    os.replace(tmp, directory / "last.zip")
+    atomic_write(directory / "state.json", json.dumps({**state, "num_timesteps": int(model.num_timesteps)}, indent=2))

@@ -68,4 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from rl_warmup.experiment.cli import stop_on_sigterm
+
+    stop_on_sigterm()  # docker stop, SLURM preemption: checkpoint and exit as on Ctrl-C
     sys.exit(main())

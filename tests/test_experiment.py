@@ -371,6 +371,42 @@ def test_compare_ctrl_c_stops_the_workers_and_keeps_their_checkpoints(tmp_path: 
     assert not (state.parent.parent / "error.txt").exists()
 
 
+@pytest.mark.parametrize("script", ["train", "compare"])
+def test_sigterm_checkpoints_like_ctrl_c(tmp_path: Path, script: str) -> None:
+    """docker stop / SLURM preemption send SIGTERM: the run keeps its checkpoint, says how to
+    resume, and the same command then finishes it."""
+    settings = {k: v for k, v in TINY.items() if k != "total_timesteps"}
+    if script == "train":
+        run = tmp_path / "out" / "run"
+        args = [TRAIN, "--env-id", "rl_warmup/PassiveTMaze-v0", "--cell", "gru", "--output-dir", "out",
+                "--run-name", "run", "--no-progress-bar", "--no-tensorboard",
+                *_flags({**settings, "checkpoint_freq": 64, "total_timesteps": 1_000_000})]
+    else:
+        run = tmp_path / "report" / "runs" / "rl_warmup-PassiveTMaze-v0__gru__cold__s0"
+        args = [COMPARE, "--envs", "rl_warmup/PassiveTMaze-v0", "--cells", "gru", "--conditions", "cold",
+                "--seeds", "0", "--workers", "1", "--total-timesteps", "1000000", "--output-dir", "report",
+                "--set", *(f"{k}={v}" for k, v in settings.items()), "tensorboard=false", "checkpoint_freq=64"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RL_WARMUP_TEST_")}
+    proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    state = run / "checkpoints" / "state.json"
+    try:
+        deadline = time.monotonic() + 180
+        while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert state.exists(), "no checkpoint was written"
+        seen = json.loads(state.read_text())["num_timesteps"]
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "resume" in stderr and "Traceback" not in stderr
+    assert json.loads(state.read_text())["num_timesteps"] >= seen
+    assert not (run / "result.json").exists() and not (run / "error.txt").exists()
+
+
 def _children(pid: int) -> list[int]:
     """Process ids whose parent is ``pid`` (Linux /proc)."""
     out = []

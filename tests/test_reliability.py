@@ -139,3 +139,133 @@ def test_train_script_bad_device_is_one_line(capsys):
         assert train_script.main(["--device", "bogus"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "device must be" in err[0]
+
+
+# -- resume: damaged logs and corrupt files ------------------------------------------------------
+TINY = {
+    "n_envs": 2, "n_steps": 32, "batch_size": 64, "n_epochs": 1, "hidden_size": 8, "warmup_steps": 3,
+    "warmup_episodes": 4, "warmup_batch_size": 4, "vaa_n": 8, "vaa_settle_steps": 20,
+    "vaa_star_settle_steps": 10, "eval_episodes": 4, "total_timesteps": 320, "checkpoint_freq": 64,
+    "warmup": "full", "progress_bar": False, "tensorboard": False, "eval_freq": 64, "vaa_every": 2,
+}
+
+
+def _interrupted(output_dir: Path):
+    """A run stopped by Ctrl-C inside the rollout that starts at 128 (checkpoint at 128)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from rl_warmup.experiment import train
+
+    class CtrlC(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= 166:
+                raise KeyboardInterrupt
+            return True
+
+    config = TrainConfig.from_dict({**TINY, "output_dir": str(output_dir)})
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[CtrlC()])
+    return config
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    """Rows without the wall-clock columns (and SB3's time/ keys, counted per learn call)."""
+    import csv
+
+    with path.open(newline="") as f:
+        return [{k: v for k, v in r.items() if not k.endswith("seconds") and not k.startswith("time/")}
+                for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def interrupted_and_whole(tmp_path_factory):
+    from rl_warmup.experiment import train
+
+    root = tmp_path_factory.mktemp("resume")
+    whole = TrainConfig.from_dict({**TINY, "output_dir": str(root / "whole")})
+    train(whole)
+    cut = _interrupted(root / "cut")
+    return whole, cut
+
+
+def _copy(config: TrainConfig, to: Path) -> TrainConfig:
+    import shutil
+
+    shutil.copytree(config.run_dir, to / config.run_dir.name)
+    return config.replace(output_dir=str(to))
+
+
+def test_resume_restores_torn_and_cut_logs_from_the_checkpoint(interrupted_and_whole, tmp_path):
+    """Truncated evaluations.csv / progress.csv of an interrupted run used to be kept as they
+    were (a torn row kept, rows lost for good); now they come back whole, with a warning."""
+    from rl_warmup.experiment import train
+
+    whole, cut = interrupted_and_whole
+    run = _copy(cut, tmp_path)
+    for name, keep in (("evaluations.csv", 0.5), ("progress.csv", 0.6)):
+        path = run.run_dir / name
+        text = path.read_text()
+        path.write_text(text[: int(len(text) * keep)])  # cut mid-row: rows lost and one torn
+    with pytest.warns(RuntimeWarning, match="restored from the checkpoint's copy") as caught:
+        result = train(run.replace(resume=True))
+    assert {str(w.message).split(":")[0] for w in caught} >= {
+        str(run.run_dir / "evaluations.csv"), str(run.run_dir / "progress.csv")
+    }
+    assert result.num_timesteps == 320
+    for name in ("evaluations.csv", "vaa.csv", "progress.csv"):
+        assert _csv_rows(run.run_dir / name) == _csv_rows(whole.run_dir / name), name
+
+
+def test_resume_without_log_copies_drops_a_torn_row_with_a_warning(interrupted_and_whole, tmp_path):
+    from rl_warmup.experiment import train
+
+    _, cut = interrupted_and_whole
+    run = _copy(cut, tmp_path)
+    import shutil
+
+    shutil.rmtree(run.run_dir / "checkpoints" / "logs")  # a checkpoint of an older version
+    path = run.run_dir / "evaluations.csv"
+    path.write_text(path.read_text() + "999,0.5,0.1")  # a torn last row
+    with pytest.warns(RuntimeWarning, match="evaluations.csv: dropped 1 torn row"):
+        train(run.replace(resume=True))
+    assert "999" not in [r["timesteps"] for r in _csv_rows(path)]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["checkpoints/state.json", "checkpoints/last.zip", "checkpoints/last_state.pkl", "vaa_sequences.pt", "config.yaml"],
+)
+def test_a_corrupt_file_is_named_and_nothing_is_rewritten(interrupted_and_whole, tmp_path, name):
+    from rl_warmup.experiment import train
+    from rl_warmup.experiment.checkpoint import CorruptRunError
+
+    _, cut = interrupted_and_whole
+    run = _copy(cut, tmp_path)
+    path = run.run_dir / name
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    before = {p: p.read_bytes() for p in run.run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(CorruptRunError, match=f"{path} is damaged") as caught:
+        train(run.replace(resume=True))
+    assert "\n" not in str(caught.value) and ("delete" in str(caught.value))
+    after = {p: p.read_bytes() for p in run.run_dir.rglob("*") if p.is_file()}
+    assert after == before  # validation comes before any rewrite
+
+
+def test_a_corrupt_result_json_fails_that_run_only_and_the_report_is_built(tmp_path):
+    from rl_warmup.experiment.compare import compare
+
+    settings = {k: v for k, v in TINY.items() if k not in ("total_timesteps", "warmup", "progress_bar")}
+    config = CompareConfig(
+        cells=("gru",), conditions=("cold",), envs=("rl_warmup/PassiveTMaze-v0",), seeds=(0, 1),
+        output_dir=str(tmp_path), total_timesteps=128, workers=1,
+        set=tuple(f"{k}={v}" for k, v in settings.items()),
+    )
+    compare(config)
+    result = tmp_path / "runs" / "rl_warmup-PassiveTMaze-v0__gru__cold__s0" / "result.json"
+    result.write_text(result.read_text()[:40])
+    outcome = compare(config)
+    status = {r["seed"]: (r["status"], r["error"]) for r in outcome.rows}
+    assert status[1][0] == "finished"
+    assert status[0][0] == "failed" and f"{result} is damaged" in status[0][1]
+    assert (tmp_path / "summary.md").exists() and (tmp_path / "results.csv").exists()

@@ -12,7 +12,9 @@ import copy
 import json
 import os
 import random
+import shutil
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,10 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from rl_warmup.experiment.logs import atomic_write
+from rl_warmup.experiment.logs import LOG_KEYS, atomic_write
+
+LOGS_DIR = "logs"
+"""Folder of a checkpoint holding the copies of the run's logs as of that checkpoint."""
 
 SNAPSHOT_FILE = "last_state.pkl"
 #: What a VecNormalize changes while it runs: statistics and the last raw observations / rewards.
@@ -99,14 +104,15 @@ def capture_snapshot(model: Any) -> Snapshot:
     )
 
 
-def restore_snapshot(model: Any, blob: bytes) -> VecEnv:
-    """Put the state of ``last_state.pkl`` back into a loaded ``model``; returns its training env
-    (the environments it replaces are closed).
+def restore_snapshot(model: Any, blob: bytes | dict[str, Any]) -> VecEnv:
+    """Put the state of ``last_state.pkl`` (its bytes, or as :func:`read_checkpoint` loaded it)
+    back into a loaded ``model``; returns its training env (the environments it replaces are
+    closed).
 
     Also puts back the logger's pending values (call it after ``model.set_logger``) and, last, the
     random generators, so call it right before ``model.learn``.
     """
-    state = cloudpickle.loads(blob)
+    state = cloudpickle.loads(blob) if isinstance(blob, bytes) else blob
     env = model.get_env()
     if state["normalize"] is not None and isinstance(env, VecNormalize):
         env.venv.close()
@@ -190,7 +196,8 @@ class CheckpointCallback(BaseCallback):
 
 def save_checkpoint(model: Any, directory: Path, state: dict[str, Any], snapshot: bytes | None = None) -> None:
     """Write ``last.zip``, ``last_vecnormalize.pkl`` (if any), ``last_state.pkl`` (the
-    :class:`Snapshot` blob taken at this point, if given; removed otherwise) and ``state.json``,
+    :class:`Snapshot` blob taken at this point, if given; removed otherwise), a copy of the run's
+    logs (``logs/``, the run directory being ``directory``'s parent) and, last, ``state.json``,
     each atomically."""
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / "last.tmp.zip"
@@ -204,5 +211,75 @@ def save_checkpoint(model: Any, directory: Path, state: dict[str, Any], snapshot
         os.replace(directory / "last_state.tmp.pkl", directory / SNAPSHOT_FILE)
     else:
         (directory / SNAPSHOT_FILE).unlink(missing_ok=True)
+    # the logs as of this checkpoint: what a resumed run's logs start from
+    (directory / LOGS_DIR).mkdir(exist_ok=True)
+    for name in LOG_KEYS:
+        if (directory.parent / name).exists():
+            copy_tmp = directory / LOGS_DIR / (name + ".tmp")
+            shutil.copyfile(directory.parent / name, copy_tmp)
+            os.replace(copy_tmp, directory / LOGS_DIR / name)
     os.replace(tmp, directory / "last.zip")
     atomic_write(directory / "state.json", json.dumps({**state, "num_timesteps": int(model.num_timesteps)}, indent=2))
+
+
+class CorruptRunError(ValueError):
+    """A file of a run directory cannot be read back: the message names it and says what to do."""
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read back and checked by :func:`read_checkpoint`.
+
+    :param state: ``state.json`` (``num_timesteps``, ``wall_seconds``, ``resumed_from``).
+    :param model_path: ``last.zip`` (a complete zip archive holding SB3's ``data``).
+    :param snapshot: ``last_state.pkl`` unpickled, or ``None`` when the checkpoint has none.
+    """
+
+    state: dict[str, Any]
+    model_path: Path
+    snapshot: dict[str, Any] | None
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.state["num_timesteps"])
+
+
+def read_checkpoint(directory: Path) -> Checkpoint:
+    """Read and check every file of a checkpoint before anything of the run is rewritten.
+
+    :raises CorruptRunError: a file is cut off or unreadable; the message names it and what to do.
+    """
+    restart = f"delete {directory.parent} to start the run again, or put back a good copy of the file"
+    state_path = directory / "state.json"
+    try:
+        state = json.loads(state_path.read_text())
+        if int(state["num_timesteps"]) < 0:
+            raise ValueError("negative num_timesteps")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CorruptRunError(f"{state_path} is damaged ({type(e).__name__}: {e}); {restart}") from None
+    model_path = directory / "last.zip"
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            bad = archive.testzip()
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise CorruptRunError(f"{model_path} is damaged ({type(e).__name__}: {e}); {restart}") from None
+    if bad is not None or "data" not in names:
+        problem = f"member {bad} fails its CRC" if bad is not None else "no 'data' member"
+        raise CorruptRunError(f"{model_path} is damaged ({problem}); {restart}")
+    for name in ("last_vecnormalize.pkl", SNAPSHOT_FILE):
+        path = directory / name
+        if not path.exists():
+            continue
+        try:
+            loaded = cloudpickle.loads(path.read_bytes())
+        except Exception as e:
+            extra = (
+                f"delete it to resume with new episodes (a valid continuation, not the identical run), or {restart}"
+                if name == SNAPSHOT_FILE
+                else restart
+            )
+            raise CorruptRunError(f"{path} is damaged ({type(e).__name__}: {e}); {extra}") from None
+        if name == SNAPSHOT_FILE:
+            return Checkpoint(state, model_path, loaded)
+    return Checkpoint(state, model_path, None)

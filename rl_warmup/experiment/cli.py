@@ -135,3 +135,15 @@ def given_values(namespace: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The values of ``cls``'s fields that were given on the command line (still strings)."""
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in vars(namespace).items() if k in names}
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (``docker stop``, SLURM preemption, ``kill``) stop the process as Ctrl-C does:
+    a ``KeyboardInterrupt`` in the main thread, so the running run saves its checkpoint and the
+    command prints how to resume. Call it from a script's ``main``."""
+    import signal
+
+    def _handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _handler)

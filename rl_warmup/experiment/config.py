@@ -187,7 +187,7 @@ class TrainConfig:
     success_threshold: float = 0.95
     """Success rate that counts as solved (timesteps to threshold)."""
     checkpoint_freq: int = 10_000
-    """Save the checkpoint every this many timesteps (also at the end, on Ctrl-C or a crash)."""
+    """Save the checkpoint every this many timesteps (also at the end, on Ctrl-C, SIGTERM or a crash)."""
     vaa_every: int = 10
     """Measure VAA and VAA* every this many rollouts (and at the first one); 0: never."""
     vaa_n: int = 100

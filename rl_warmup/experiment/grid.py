@@ -267,7 +267,11 @@ def run_row(run: GridRun, *, status: str | None = None, error: str = "", reused:
             row["error"] = lines[-1] if lines else "failed"
     row["status"] = status
     if status == "finished" and result_path.exists():
-        r = RunResult.load(result_path)
+        try:
+            r = RunResult.load(result_path)
+        except ValueError as e:  # a damaged result.json fails this run only
+            row.update(status="failed", error=str(e))
+            return row
 
         def mean(values: list[float] | None) -> float:
             return sum(values) / len(values) if values else math.nan

@@ -40,26 +40,84 @@ def number(text: str | None) -> float:
         return math.nan
 
 
-def cut_back_csv(path: Path, key: str, max_timesteps: int) -> None:
-    """Keep the header and the rows whose ``key`` is at most ``max_timesteps`` (or empty)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        rows = list(reader)
+LOG_KEYS: dict[str, str] = {
+    "progress.csv": "time/total_timesteps",
+    "evaluations.csv": "timesteps",
+    "vaa.csv": "timesteps",
+}
+"""The CSV logs of a run directory and the column that says at which timestep each row was written."""
+
+
+def parse_log(text: str, key: str, max_timesteps: int | None = None) -> tuple[list[str], list[list[str]], int]:
+    """Header, rows and number of torn rows of a log's text, cut back to ``max_timesteps``.
+
+    A torn row (the process was killed while writing it, or the file was cut) is dropped: a row
+    with another number of fields than the header, a last line without its newline, or a
+    ``key`` that is not a number. Rows with an empty ``key`` are kept.
+    """
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return [], [], 0
+    torn = 0
+    if not lines[-1].endswith("\n"):
+        lines, torn = lines[:-1], 1
+    rows = list(csv.reader(lines))
     if not rows:
-        return
+        return [], [], torn
     header, body = rows[0], rows[1:]
-    if key not in header:
-        return
-    i = header.index(key)
-    kept = [r for r in body if i >= len(r) or r[i] == "" or number(r[i]) <= max_timesteps]
+    i = header.index(key) if key in header else None
+    kept = []
+    for row in body:
+        if len(row) != len(header) or (i is not None and row[i] != "" and math.isnan(number(row[i]))):
+            torn += 1
+            continue
+        if max_timesteps is None or i is None or row[i] == "" or number(row[i]) <= max_timesteps:
+            kept.append(row)
+    return header, kept, torn
+
+
+def write_log(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    """Write a log atomically (header and rows)."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
-        writer.writerows(kept)
+        writer.writerows(rows)
     os.replace(tmp, path)
+
+
+def _content(header: list[str], rows: list[list[str]]) -> list[dict[str, str]]:
+    """Rows as dicts of their non-empty cells (a header grown later pads old rows with blanks)."""
+    return [{k: v for k, v in zip(header, row, strict=True) if v != ""} for row in rows]
+
+
+def restore_logs(run_dir: Path, saved_dir: Path, max_timesteps: int) -> list[str]:
+    """Cut the logs of ``run_dir`` back to a checkpoint taken at ``max_timesteps``.
+
+    ``saved_dir`` holds the copies of the logs saved with that checkpoint (older checkpoints have
+    none). A log whose rows up to the checkpoint differ from the copy (a torn row, rows lost when
+    the file was cut, an edited file) is replaced by the copy, cut back in the same way; without a
+    copy, torn rows are dropped. Either way the resumed run ends with the logs of an
+    uninterrupted one.
+
+    :return: one line per log that was damaged, saying what was done (for a warning).
+    """
+    notes = []
+    for name, key in LOG_KEYS.items():
+        path, saved = run_dir / name, saved_dir / name
+        live = parse_log(path.read_text(), key, max_timesteps) if path.exists() else ([], [], 0)
+        copy = parse_log(saved.read_text(), key, max_timesteps) if saved.exists() else None
+        header, rows, torn = live
+        if copy is not None and _content(copy[0], copy[1]) != _content(header, rows):
+            header, rows = copy[0], copy[1]
+            lost = "missing" if not path.exists() else f"{torn} torn row(s), rows missing or changed"
+            notes.append(f"{path}: {lost} before the checkpoint at {max_timesteps} timesteps; "
+                         "restored from the checkpoint's copy")
+        elif torn:
+            notes.append(f"{path}: dropped {torn} torn row(s)")
+        if header:
+            write_log(path, header, rows)
+    return notes
 
 
 class CSVAppender:

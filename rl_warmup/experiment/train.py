@@ -14,7 +14,7 @@ A run directory (``config.run_dir``) holds:
 * ``warmup.json``: per network, VAA* per layer after warmup, restarts and seconds;
 * ``checkpoints/last.zip`` (+ ``last_vecnormalize.pkl``, ``state.json``, ``last_state.pkl``):
   the latest checkpoint, always as of the start of a rollout, written every ``checkpoint_freq``
-  timesteps, at the end, and on Ctrl-C or a crash;
+  timesteps, at the end, and on Ctrl-C, SIGTERM or a crash;
 * ``model.zip``: the final model; ``result.json``: the :class:`RunResult`, written only when the
   run finished (its presence is what marks a run as done); ``error.txt``: traceback of a crash.
 
@@ -38,11 +38,14 @@ import math
 import shutil
 import time
 import traceback
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
+import yaml
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import (
@@ -58,8 +61,11 @@ from rl_warmup.experiment.callbacks import (
     WarmupRecorder,
 )
 from rl_warmup.experiment.checkpoint import (
-    SNAPSHOT_FILE,
+    LOGS_DIR,
+    Checkpoint,
     CheckpointCallback,
+    CorruptRunError,
+    read_checkpoint,
     restore_snapshot,
     save_checkpoint,
 )
@@ -73,7 +79,7 @@ from rl_warmup.experiment.config import (
     dump_yaml,
     resolve_config,
 )
-from rl_warmup.experiment.logs import atomic_write, cut_back_csv, make_logger, number, read_csv
+from rl_warmup.experiment.logs import atomic_write, make_logger, number, read_csv, restore_logs
 
 __all__ = [  # EVAL_COLUMNS and read_csv: where they were before the split, for callers
     "EVAL_COLUMNS",
@@ -141,7 +147,19 @@ class RunResult:
 
     @classmethod
     def load(cls, path: str | Path) -> RunResult:
-        data = json.loads(Path(path).read_text())
+        """Read ``result.json``.
+
+        :raises CorruptRunError: the file is cut off or unreadable (naming it and what to do).
+        """
+        try:
+            data = json.loads(Path(path).read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            raise CorruptRunError(
+                f"{path} is damaged ({type(e).__name__}: {e}); delete it and resume the run to write it "
+                "again from the final checkpoint"
+            ) from None
         for key in ("final_success_rate", "final_mean_reward", "best_success_rate", "timesteps_to_threshold"):
             if data.get(key) is None:
                 data[key] = math.nan
@@ -196,10 +214,27 @@ def is_finished(config: TrainConfig) -> bool:
     if not (run_dir / "result.json").exists() or not (run_dir / "config.yaml").exists():
         return False
     try:
-        saved = TrainConfig.load(run_dir / "config.yaml")
+        saved = load_saved_config(run_dir / "config.yaml")
+        RunResult.load(run_dir / "result.json")
     except (ValueError, OSError):
-        return False
+        return False  # a damaged file: train() says which
     return not config_differences(saved, _resolved(config))
+
+
+def load_saved_config(path: Path) -> TrainConfig:
+    """The ``config.yaml`` of a run directory, checked: one cut off while it was written (no
+    final newline, or not YAML) is refused instead of being read as a partial configuration.
+
+    :raises CorruptRunError: naming the file and what to do.
+    """
+    advice = f"delete {path.parent} to start the run again, or put back a good copy of the file"
+    try:
+        text = path.read_text()
+        if not text.endswith("\n"):
+            raise ValueError("cut off: no final newline")
+        return TrainConfig.load(path)
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise CorruptRunError(f"{path} is damaged ({e}); {advice}") from None
 
 
 def _resolved(config: TrainConfig) -> TrainConfig:
@@ -256,7 +291,7 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
                 f"{run_dir} already holds a run: pass resume=True (--resume) to continue it (a "
                 "finished run is then skipped), or choose another output_dir / run_name"
             )
-        diff = config_differences(TrainConfig.load(config_path), config)
+        diff = config_differences(load_saved_config(config_path), config)
         if diff:
             listed = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
             raise ValueError(
@@ -266,6 +301,18 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
         if result_path.exists():
             return RunResult.load(result_path)
     resuming = config.resume and ckpt.exists()
+    checkpoint_read: Checkpoint | None = None
+    if resuming:  # every file is checked before anything of the run is rewritten
+        checkpoint_read = read_checkpoint(ckpt_dir)
+        sequences = run_dir / "vaa_sequences.pt"
+        if config.vaa_every > 0 and sequences.exists():
+            try:
+                torch.load(sequences, weights_only=True)
+            except Exception as e:
+                raise CorruptRunError(
+                    f"{sequences} is damaged ({type(e).__name__}: {e}); delete {run_dir} to start the "
+                    "run again (the VAA measures of a resumed run must use the same episodes)"
+                ) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:
         for name in ("progress.csv", "evaluations.csv", "vaa.csv", "vaa_sequences.pt", "warmup.json", "model.zip", "error.txt"):
@@ -275,13 +322,12 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
     config.save(config_path)
 
     state: dict[str, Any] = {"wall_seconds": 0.0, "resumed_from": []}
-    if resuming:
-        state.update(json.loads((ckpt_dir / "state.json").read_text()))
-        done = int(state["num_timesteps"])
+    if checkpoint_read is not None:
+        state.update(checkpoint_read.state)
+        done = checkpoint_read.num_timesteps
         state["resumed_from"] = [*state.get("resumed_from", []), done]
-        cut_back_csv(run_dir / "progress.csv", "time/total_timesteps", done)
-        cut_back_csv(run_dir / "evaluations.csv", "timesteps", done)
-        cut_back_csv(run_dir / "vaa.csv", "timesteps", done)
+        for note in restore_logs(run_dir, ckpt_dir / LOGS_DIR, done):
+            warnings.warn(note, RuntimeWarning, stacklevel=2)
     previous_seconds = float(state.get("wall_seconds", 0.0))
     start = time.perf_counter()
 
@@ -294,11 +340,10 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
             venv = VecNormalize(venv, gamma=config.gamma)
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False, gamma=config.gamma)
 
-    snapshot_blob: bytes | None = None
-    if resuming:
+    snapshot: dict[str, Any] | None = None
+    if checkpoint_read is not None:
         model = FastRecurrentPPO.load(ckpt, env=venv, device=config.device)
-        if (ckpt_dir / SNAPSHOT_FILE).exists():
-            snapshot_blob = (ckpt_dir / SNAPSHOT_FILE).read_bytes()
+        snapshot = checkpoint_read.snapshot
     else:
         # RecurrentPPO's updates with less overhead per minibatch (rl_warmup.sb3.ppo)
         policy: Any = RecurrentCellPolicy
@@ -363,9 +408,9 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
     def update_state() -> None:
         state["wall_seconds"] = previous_seconds + time.perf_counter() - start
 
-    if snapshot_blob is not None:
+    if snapshot is not None:
         # the environments, observations and random generators of the checkpoint's rollout start
-        venv = restore_snapshot(model, snapshot_blob)
+        venv = restore_snapshot(model, snapshot)
     try:
         # Also called with 0 steps left (a crash after the last step): it sets the callbacks up.
         model.learn(

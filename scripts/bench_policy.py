@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
@@ -155,7 +156,7 @@ def _make_model(
         policy_kwargs["cell"] = cell
         if fast:
             algorithm = FastRecurrentPPO
-    return algorithm(
+    model = algorithm(
         policy_class,
         env,
         n_steps=hyper.n_steps,
@@ -178,6 +179,8 @@ def _make_model(
         seed=seed,
         verbose=0,
     )
+    model.set_logger(Logger(None, []))  # no SB3-<date> folder in the temp directory
+    return model
 
 
 @dataclasses.dataclass

@@ -19,6 +19,7 @@ import time
 import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
 
 import envs  # noqa: F401  (registers rl_warmup/ ids)
 from rl_warmup.sb3.callbacks import VAALoggerCallback
@@ -42,6 +43,7 @@ def _train(args: argparse.Namespace, with_logger: bool, max_overhead: float | No
         kwargs = {"cell": args.policy, "lstm_hidden_size": args.hidden}
     model = _algorithm(args)(policy, env, n_steps=args.n_steps, batch_size=args.n_steps * args.n_envs // 4,
                          policy_kwargs=kwargs, seed=args.seed)
+    model.set_logger(Logger(None, []))  # no SB3-<date> folder in the temp directory
     callback = VAALoggerCallback(every_n_rollouts=args.every, max_overhead=max_overhead) if with_logger else None
     start = time.perf_counter()
     model.learn(args.timesteps, callback=callback)

@@ -1,5 +1,28 @@
-"""Shared test set-up: one torch thread per test worker (the suite runs with pytest-xdist)."""
+"""Shared test set-up: one torch thread per test worker (the suite runs with pytest-xdist), and
+SB3's default logger folders (``SB3-<date>``, made at every ``learn`` of stock algorithms) kept
+inside pytest's temporary directory instead of the system one."""
 
+import os
+import tempfile
+
+import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sb3_logdir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sb3_logdir")
+    before = os.environ.get("SB3_LOGDIR")
+    os.environ["SB3_LOGDIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("SB3_LOGDIR", None)
+    else:
+        os.environ["SB3_LOGDIR"] = before
+
+
+def sb3_temp_folders() -> set[str]:
+    """The ``SB3-<date>`` folders now in the system temp directory."""
+    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("SB3-")}

@@ -269,3 +269,21 @@ def test_a_corrupt_result_json_fails_that_run_only_and_the_report_is_built(tmp_p
     assert status[1][0] == "finished"
     assert status[0][0] == "failed" and f"{result} is damaged" in status[0][1]
     assert (tmp_path / "summary.md").exists() and (tmp_path / "results.csv").exists()
+
+
+def test_learning_leaves_no_sb3_folder_in_the_system_temp_directory(monkeypatch):
+    """SB3 makes an empty SB3-<date> folder in the system temp directory at every learn() of a
+    model whose logger writes no file (88 of them after an afternoon of tests)."""
+    from conftest import sb3_temp_folders
+
+    from rl_warmup.sb3.policies import RecurrentCellPolicy
+    from rl_warmup.sb3.ppo import FastRecurrentPPO
+
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    before = sb3_temp_folders()
+    model = FastRecurrentPPO(RecurrentCellPolicy, "CartPole-v1", n_steps=16, batch_size=16, n_epochs=1,
+                             policy_kwargs={"cell": "gru", "lstm_hidden_size": 4}, seed=0)
+    model.learn(32)
+    model.learn(16, reset_num_timesteps=False)
+    assert sb3_temp_folders() == before
+    assert model.logger.get_dir() is None  # a logger without a folder

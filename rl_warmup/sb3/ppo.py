@@ -69,6 +69,7 @@ from sb3_contrib.common.recurrent.type_aliases import (
 )
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
@@ -246,6 +247,14 @@ class FastRecurrentPPO(RecurrentPPO):
     def __init__(self, *args: Any, fused_optimizer: bool = True, **kwargs: Any) -> None:
         self.fused_optimizer = fused_optimizer
         super().__init__(*args, **kwargs)
+
+    def _setup_learn(self, *args: Any, **kwargs: Any) -> Any:
+        # SB3 gives a logger that writes no file an empty SB3-<date> folder in the system temp
+        # directory at every learn(); a logger without a folder does the same job and leaves none.
+        if not self._custom_logger and self.tensorboard_log is None:
+            formats = [make_output_format("stdout", "")] if self.verbose >= 1 else []
+            self.set_logger(Logger(folder=None, output_formats=formats))
+        return super()._setup_learn(*args, **kwargs)
 
     def _setup_model(self) -> None:
         super()._setup_model()

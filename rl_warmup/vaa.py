@@ -12,6 +12,7 @@ rows so that memory stays ``O(chunk × n)``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -193,6 +194,12 @@ def pad_sequences(
         raise ValueError(f"sequences have input size {padded.shape[-1]} but the network expects {input_size}")
     if not torch.is_floating_point(padded):
         padded = padded.float()
+    bad = int((~torch.isfinite(padded)).sum())
+    if bad:
+        raise ValueError(
+            f"the input sequences hold {bad} non-finite value(s) (NaN or inf) of {padded.numel()}: states reached "
+            "from them are meaningless; clean the inputs (e.g. torch.nan_to_num) first"
+        )
     return padded, lens
 
 
@@ -348,6 +355,14 @@ def measure_vaa(
         states = initial_states(network, sequences, generator, n=n, lengths=lengths)
         u = _draw_normal(network.input_size, generator, states[0]).expand(states[0].shape[0], -1)
         curve = settle_curve(network, states, u, cps, epsilon, view=view)
+    if curve.n_nonfinite[-1]:
+        warnings.warn(
+            f"measure_vaa: {curve.n_nonfinite[-1]} of {curve.n} states became non-finite while settling "
+            f"(the network diverges under this perturbation); they count as one attractor in VAA = "
+            f"{curve.vaa[-1]:.3g}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return VAAMeasurement(
         curve.vaa[-1],
         curve.n,

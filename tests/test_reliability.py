@@ -287,3 +287,33 @@ def test_learning_leaves_no_sb3_folder_in_the_system_temp_directory(monkeypatch)
     model.learn(16, reset_num_timesteps=False)
     assert sb3_temp_folders() == before
     assert model.logger.get_dir() is None  # a logger without a folder
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_vaa_of_non_finite_inputs_is_refused(bad):
+    from rl_warmup.cells import RecurrentNetwork
+    from rl_warmup.vaa import measure_vaa, measure_vaa_star
+
+    torch.manual_seed(0)
+    network = RecurrentNetwork("gru", 3, 8)
+    sequences = torch.full((4, 5, 3), bad)
+    for measure in (measure_vaa, measure_vaa_star):
+        with pytest.raises(ValueError, match="non-finite value"):
+            measure(network, sequences, settle_steps=10, n=4)
+    sequences = torch.zeros(4, 5, 3)
+    sequences[1, 2, 0] = bad  # one bad value is enough
+    with pytest.raises(ValueError, match="hold 1 non-finite"):
+        measure_vaa(network, [s for s in sequences], settle_steps=10, n=4)
+
+
+def test_vaa_warns_when_states_diverge_while_settling():
+    from rl_warmup.cells import RecurrentNetwork
+    from rl_warmup.vaa import measure_vaa
+
+    torch.manual_seed(0)
+    network = RecurrentNetwork("gru", 3, 8)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.fill_(float("inf"))  # inf * 0 in the first step: NaN states
+    with pytest.warns(RuntimeWarning, match="became non-finite while settling"):
+        measure_vaa(network, torch.ones(4, 5, 3), settle_steps=10, n=4)

@@ -145,7 +145,8 @@ def test_lstm_with_diverged_cell_state_counts_as_nonfinite_in_the_output_view(mo
         return out
 
     monkeypatch.setattr(RecurrentNetwork, "settle", diverging_settle)
-    res = measure_vaa(net, torch.randn(10, 5, 1), settle_steps=5, n=8, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(RuntimeWarning, match="became non-finite while settling"):
+        res = measure_vaa(net, torch.randn(10, 5, 1), settle_steps=5, n=8, generator=torch.Generator().manual_seed(0))
     assert res.n_nonfinite == 2
 
 

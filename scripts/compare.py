@@ -21,6 +21,7 @@ from typing import Any
 
 def main(argv: list[str] | None = None) -> int:
     from rl_warmup.experiment.compare import compare, compare_config_from_args, compare_parser
+    from rl_warmup.experiment.lock import LockedError
 
     parser = compare_parser()
     args = parser.parse_args(argv)
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume (finished runs are skipped)", file=sys.stderr)
         return 130
-    except (ValueError, ImportError) as e:
+    except (ValueError, ImportError, LockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"report: {Path(config.output_dir) / 'summary.md'} ({time.perf_counter() - start:.0f} s)")

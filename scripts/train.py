@@ -17,6 +17,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rl_warmup.experiment.lock import LockedError
     from rl_warmup.experiment.train import describe, train, train_config_from_args, train_parser
 
     parser = train_parser()
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except (FileExistsError, ValueError, ImportError) as e:
+    except (FileExistsError, ValueError, ImportError, LockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     success = "n/a" if math.isnan(result.final_success_rate) else f"{result.final_success_rate:.2f}"

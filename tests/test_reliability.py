@@ -317,3 +317,56 @@ def test_vaa_warns_when_states_diverge_while_settling():
             p.fill_(float("inf"))  # inf * 0 in the first step: NaN states
     with pytest.warns(RuntimeWarning, match="became non-finite while settling"):
         measure_vaa(network, torch.ones(4, 5, 3), settle_steps=10, n=4)
+
+
+# -- one process per run directory -------------------------------------------------------------
+def test_a_run_directory_is_locked_by_a_live_process_and_a_stale_lock_is_taken_over(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+
+    from rl_warmup.experiment import train
+    from rl_warmup.experiment.lock import DirectoryLock, LockedError
+
+    config = TrainConfig.from_dict({**TINY, "total_timesteps": 64, "output_dir": str(tmp_path)})
+    lock = config.run_dir / ".lock"
+    with DirectoryLock(lock, "the run"):  # as another trainer would hold it
+        with pytest.raises(LockedError, match="already locked by this process"):
+            train(config)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid}))
+        with pytest.raises(LockedError, match=f"in use by process {sleeper.pid}"):
+            train(config)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not (config.run_dir / "config.yaml").exists()  # nothing was started
+    with pytest.warns(RuntimeWarning, match="no longer runs"):
+        result = train(config)  # the dead process's lock is taken over
+    assert result.num_timesteps == 64 and not lock.exists()
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": os.getpid()}))
+    with pytest.raises(LockedError, match="on host elsewhere.*delete the lock file"):
+        train(config.replace(resume=True))
+
+
+def test_a_second_compare_on_the_same_output_directory_is_refused(tmp_path):
+    import json
+    import socket
+    import subprocess
+
+    from rl_warmup.experiment.compare import compare
+    from rl_warmup.experiment.lock import LockedError
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".compare.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid}))
+        config = CompareConfig(cells=("gru",), conditions=("cold",), envs=("rl_warmup/PassiveTMaze-v0",),
+                               seeds=(0,), output_dir=str(tmp_path), total_timesteps=64)
+        with pytest.raises(LockedError, match=f"comparison in {tmp_path} is in use by process {sleeper.pid}"):
+            compare(config)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not (tmp_path / "runs").exists()

@@ -17,6 +17,7 @@ from typing import Any
 from rl_warmup.experiment.cli import add_dataclass_arguments, coerce_value, given_values
 from rl_warmup.experiment.config import check_runtime, dump_yaml
 from rl_warmup.experiment.grid import CompareConfig, collect_rows, expand_grid, run_grid
+from rl_warmup.experiment.lock import DirectoryLock
 
 COMPARE_FILE = "compare.yaml"
 """The comparison's settings, saved in the report directory."""
@@ -62,14 +63,15 @@ def compare(
     if config.report_only:
         rows, seconds = collect_rows(runs), None
     else:
-        outcome = run_grid(
-            runs,
-            backend=config.backend,
-            workers=config.workers,
-            address=config.address,
-            cpus_per_run=config.cpus_per_run,
-            on_result=on_result,
-        )
+        with DirectoryLock(out / ".compare.lock", f"the comparison in {out}"):
+            outcome = run_grid(
+                runs,
+                backend=config.backend,
+                workers=config.workers,
+                address=config.address,
+                cpus_per_run=config.cpus_per_run,
+                on_result=on_result,
+            )
         rows, seconds = outcome.rows, outcome.seconds
     files = write_report(rows, out, config=config, seconds=seconds)
     return CompareOutcome(rows, files, seconds)

@@ -79,6 +79,7 @@ from rl_warmup.experiment.config import (
     dump_yaml,
     resolve_config,
 )
+from rl_warmup.experiment.lock import DirectoryLock
 from rl_warmup.experiment.logs import atomic_write, make_logger, number, read_csv, restore_logs
 
 __all__ = [  # EVAL_COLUMNS and read_csv: where they were before the split, for callers
@@ -274,12 +275,21 @@ def train(config: TrainConfig, *, callbacks: list[BaseCallback] | None = None) -
     :raises ValueError: unknown environment id, or resuming with different settings.
     :raises FileExistsError: the directory holds a run and ``resume`` is false.
     """
-    from rl_warmup.sb3.policies import RecurrentCellPolicy
-    from rl_warmup.sb3.ppo import FastRecurrentPPO
-
     check_env_id(config.env_id)
     check_runtime(config)
     config = _resolved(config)
+    with DirectoryLock(config.run_dir / LOCK_FILE, f"the run {config.run_dir}"):
+        return _train(config, callbacks)
+
+
+LOCK_FILE = ".lock"
+"""File of a run directory naming the process training it (see :mod:`rl_warmup.experiment.lock`)."""
+
+
+def _train(config: TrainConfig, callbacks: list[BaseCallback] | None) -> RunResult:
+    from rl_warmup.sb3.policies import RecurrentCellPolicy
+    from rl_warmup.sb3.ppo import FastRecurrentPPO
+
     run_dir = config.run_dir
     ckpt_dir = run_dir / "checkpoints"
     ckpt = ckpt_dir / "last.zip"

@@ -395,12 +395,22 @@ def _new_executor(workers: int) -> cf.ProcessPoolExecutor:
     )
 
 
-def _stop_workers(executor: cf.ProcessPoolExecutor) -> None:
-    """SIGTERM to every worker process: a running run saves its checkpoint and stops."""
-    processes = getattr(executor, "_processes", None) or {}
-    for process in list(processes.values()):
+STOP_GRACE_SECONDS = 60.0
+"""How long the driver waits for its stopped workers to checkpoint and exit before killing them."""
+
+
+def _stop_workers(executor: cf.ProcessPoolExecutor, grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM to every worker process: a running run saves its checkpoint and stops. A worker
+    still alive after ``grace`` seconds is killed, so that the driver never waits forever."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    for process in processes:
         if process.is_alive():
             process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(deadline - time.monotonic(), 0.0))
+        if process.is_alive():
+            process.kill()
 
 
 def _run_local(runs: list[GridRun], workers: int, on_result: Callable[[dict[str, Any]], None]) -> dict[int, dict[str, Any]]:

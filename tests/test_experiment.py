@@ -350,8 +350,11 @@ def test_compare_ctrl_c_stops_the_workers_and_keeps_their_checkpoints(tmp_path: 
             "--seeds", "0", "--workers", "1", "--total-timesteps", "1000000", "--output-dir", str(report),
             "--set", *(f"{k}={v}" for k, v in settings.items()), "tensorboard=false", "checkpoint_freq=64"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RL_WARMUP_TEST_")}
+    # A suite started in the background (`cmd &`, nohup) ignores SIGINT, and children inherit that;
+    # the driver stands for a command typed in a terminal, where Ctrl-C is delivered.
     proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state = report / "runs" / "rl_warmup-PassiveTMaze-v0__gru__cold__s0" / "checkpoints" / "state.json"
     try:
         deadline = time.monotonic() + 180

@@ -400,17 +400,23 @@ STOP_GRACE_SECONDS = 60.0
 
 
 def _stop_workers(executor: cf.ProcessPoolExecutor, grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM to every worker process: a running run saves its checkpoint and stops. A worker
-    still alive after ``grace`` seconds is killed, so that the driver never waits forever."""
+    """SIGTERM to every worker process (a running run saves its checkpoint and stops), then shut
+    the pool down. Workers still alive after ``grace`` seconds are killed, so that the driver
+    never waits forever."""
     processes = list((getattr(executor, "_processes", None) or {}).values())
     for process in processes:
         if process.is_alive():
             process.terminate()
-    deadline = time.monotonic() + grace
-    for process in processes:
-        process.join(max(deadline - time.monotonic(), 0.0))
-        if process.is_alive():
-            process.kill()
+    closing = threading.Thread(
+        target=executor.shutdown, kwargs={"wait": True, "cancel_futures": True}, name="stop-pool", daemon=True
+    )
+    closing.start()
+    closing.join(grace)
+    if closing.is_alive():
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        closing.join(5.0)
 
 
 def _run_local(runs: list[GridRun], workers: int, on_result: Callable[[dict[str, Any]], None]) -> dict[int, dict[str, Any]]:
@@ -442,7 +448,6 @@ def _run_local(runs: list[GridRun], workers: int, on_result: Callable[[dict[str,
                 on_result(row)
     except BaseException:
         _stop_workers(executor)
-        executor.shutdown(wait=True, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
     return rows

@@ -331,9 +331,9 @@ def test_a_run_directory_is_locked_by_a_live_process_and_a_stale_lock_is_taken_o
 
     config = TrainConfig.from_dict({**TINY, "total_timesteps": 64, "output_dir": str(tmp_path)})
     lock = config.run_dir / ".lock"
-    with DirectoryLock(lock, "the run"):  # as another trainer would hold it
-        with pytest.raises(LockedError, match="already locked by this process"):
-            train(config)
+    # as another trainer would hold it
+    with DirectoryLock(lock, "the run"), pytest.raises(LockedError, match="already locked by this process"):
+        train(config)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         lock.write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid}))
@@ -347,7 +347,7 @@ def test_a_run_directory_is_locked_by_a_live_process_and_a_stale_lock_is_taken_o
         result = train(config)  # the dead process's lock is taken over
     assert result.num_timesteps == 64 and not lock.exists()
     lock.write_text(json.dumps({"host": "elsewhere", "pid": os.getpid()}))
-    with pytest.raises(LockedError, match="on host elsewhere.*delete the lock file"):
+    with pytest.raises(LockedError, match=r"on host elsewhere.*delete the lock file"):
         train(config.replace(resume=True))
 
 

@@ -370,3 +370,41 @@ def test_a_second_compare_on_the_same_output_directory_is_refused(tmp_path):
         sleeper.kill()
         sleeper.wait()
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_signal_during_a_checkpoint_write_waits_for_the_write(tmp_path, monkeypatch):
+    """A SIGTERM that landed inside torch.save failed the run ("unexpected pos"); now it takes
+    effect once the checkpoint is complete."""
+    import os
+    import signal
+
+    from rl_warmup.experiment import train
+    from rl_warmup.experiment.checkpoint import read_checkpoint
+    from rl_warmup.sb3.ppo import FastRecurrentPPO
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    real_save = FastRecurrentPPO.save
+    calls = []
+
+    def save_with_a_signal_inside(self, path, *args, **kwargs):
+        calls.append(("start", self.num_timesteps))
+        if len(calls) == 3:  # the second checkpoint: SIGTERM arrives while it is written
+            os.kill(os.getpid(), signal.SIGTERM)
+        real_save(self, path, *args, **kwargs)
+        calls.append(("end", self.num_timesteps))
+
+    monkeypatch.setattr(FastRecurrentPPO, "save", save_with_a_signal_inside)
+    config = TrainConfig.from_dict({**TINY, "output_dir": str(tmp_path)})
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(config)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    (_, first), _, (_, second) = calls[:3]
+    assert calls[3] == ("end", second)  # the interrupted write was finished before the signal acted
+    checkpoint = read_checkpoint(config.run_dir / "checkpoints")  # complete, readable
+    assert checkpoint.num_timesteps == second > first
+    assert not (config.run_dir / "error.txt").exists()

@@ -8,13 +8,17 @@ atomically.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import random
 import shutil
+import signal
+import threading
 import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,11 +198,40 @@ class CheckpointCallback(BaseCallback):
         self.save()
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block (their Python handlers run in the main thread):
+    a Ctrl-C or a SIGTERM that arrives while a checkpoint is written takes effect right after it,
+    instead of interrupting ``torch.save`` half-way (which failed the run)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):  # ignored or default dispositions stay as they are
+            previous[signum] = handler
+            signal.signal(signum, lambda number, frame: caught.append((number, frame)))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for number, frame in caught[:1]:
+            previous[number](number, frame)  # e.g. raises KeyboardInterrupt now
+
+
 def save_checkpoint(model: Any, directory: Path, state: dict[str, Any], snapshot: bytes | None = None) -> None:
     """Write ``last.zip``, ``last_vecnormalize.pkl`` (if any), ``last_state.pkl`` (the
     :class:`Snapshot` blob taken at this point, if given; removed otherwise), a copy of the run's
     logs (``logs/``, the run directory being ``directory``'s parent) and, last, ``state.json``,
-    each atomically."""
+    each atomically, with SIGINT and SIGTERM held back until it is written."""
+    with signals_deferred():
+        _write_checkpoint(model, directory, state, snapshot)
+
+
+def _write_checkpoint(model: Any, directory: Path, state: dict[str, Any], snapshot: bytes | None) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / "last.tmp.zip"
     model.save(tmp)

@@ -310,7 +310,10 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the resolved configuration as YAML (what reproduces the run)."""
-        Path(path).write_text(dump_yaml(self.to_dict(), header=_CONFIG_HEADER))
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(dump_yaml(self.to_dict(), header=_CONFIG_HEADER))
+        os.replace(tmp, path)  # atomic: a crash never leaves half a config
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

@@ -284,6 +284,96 @@ def _checkpoints(checkpoints: Sequence[int]) -> tuple[int, ...]:
     return cps
 
 
+ACTIVE_CHUNK = 20
+"""Settling steps between two convergence checks of the active set (see :func:`settle_curve`)."""
+
+
+class _ActiveSettler:
+    """Settle ``n`` states under a constant input, stepping only those that have not converged.
+
+    Every :data:`ACTIVE_CHUNK` steps (on a fixed grid) each state's displacement over the last
+    chunk ``d``, over the last two chunks ``D`` and over its last step ``s`` are compared with
+    ``tolerance`` and with the chunk before (``d_prev``). A state is *frozen* (no longer stepped)
+    when it is non-finite, or when ``d`` and ``s`` are below ``tolerance`` and either ``d == 0`` (a
+    fixed point, or a cycle whose period divides the chunk), ``d <= d_prev / 2`` (geometric
+    convergence: less than ``d`` left to travel) or ``D <= max(d, d_prev)`` (float round-off
+    jitter around a fixed point: no net progress over two chunks, where a drift moves
+    ``d + d_prev``). Each leaves it far under ``epsilon`` from where the full computation would take it. States that keep moving (slow drifts, long
+    transients, cycles, chaos) are never frozen, so their result is the full computation's.
+    """
+
+    def __init__(self, network: RecurrentNetwork, states: Sequence[Tensor], inputs: Tensor, tolerance: float, enabled: bool) -> None:
+        self.network = network
+        self.current = [s.clone() for s in states]
+        self.inputs = inputs
+        self.tolerance = tolerance
+        self.enabled = enabled
+        n = inputs.shape[0]
+        self.active = torch.arange(n, device=inputs.device)
+        self.done = 0
+        self.snapshot = torch.cat(self.current, dim=1)
+        self.snapshot_before = self.snapshot.clone()  # two chunks back
+        # NaN: no state is frozen on its first chunk's displacement alone (a constant drift has
+        # d == d_prev and is never frozen, unless it is exactly 0)
+        self.previous = torch.full((n,), float("nan"), device=inputs.device, dtype=self.snapshot.dtype)
+        self.steps_run = 0  # state-steps computed, for benchmarks: n x M without freezing
+
+    @property
+    def n_active(self) -> int:
+        return int(self.active.numel())
+
+    def _step(self, k: int) -> None:
+        if self.active.numel() == 0:
+            return
+        if self.active.numel() == self.inputs.shape[0]:
+            self.current = self.network.settle(self.inputs, self.current, k)
+        else:
+            idx = self.active
+            moved = self.network.settle(self.inputs[idx], [s[idx] for s in self.current], k)
+            for s, new in zip(self.current, moved, strict=True):
+                s[idx] = new
+        self.steps_run += k * int(self.active.numel())
+
+    def _check(self, before_last: Tensor) -> None:
+        idx = self.active
+        now = torch.cat([s[idx] for s in self.current], dim=1)
+        finite = torch.isfinite(now).all(dim=1)
+        d = torch.linalg.vector_norm(now - self.snapshot[idx], dim=1)
+        d = torch.where(finite, d, torch.zeros_like(d))
+        last = torch.linalg.vector_norm(now - before_last, dim=1)
+        two = torch.linalg.vector_norm(now - self.snapshot_before[idx], dim=1)
+        prev = self.previous[idx]
+        small = (d < self.tolerance) & (last < self.tolerance)
+        # converging (d halves), or jittering in place: over two chunks no farther than over one
+        # (a drift, however slow, moves d + d_prev, and a slow orbit about as much)
+        settled = (d == 0) | (d <= prev / 2) | (two <= torch.maximum(d, prev))
+        frozen = ~finite | (small & settled)
+        self.snapshot_before[idx] = self.snapshot[idx]
+        self.snapshot[idx] = now
+        self.previous[idx] = d
+        self.active = idx[~frozen]
+
+    def advance(self, to: int) -> None:
+        """Settle to step ``to`` (the active states; frozen ones stay where they are)."""
+        while self.done < to:
+            if not self.enabled:
+                self._step(to - self.done)
+                self.done = to
+                return
+            boundary = (self.done // ACTIVE_CHUNK + 1) * ACTIVE_CHUNK
+            if to < boundary:
+                self._step(to - self.done)
+                self.done = to
+                return
+            if boundary - 1 > self.done:
+                self._step(boundary - 1 - self.done)
+            before_last = torch.cat([s[self.active] for s in self.current], dim=1)
+            self._step(1)
+            self.done = boundary
+            if self.active.numel():
+                self._check(before_last)
+
+
 def settle_curve(
     network: RecurrentNetwork,
     states: Sequence[Tensor],
@@ -292,6 +382,8 @@ def settle_curve(
     epsilon: float = 1e-4,
     *,
     view: str = "output",
+    active_set: bool = True,
+    tolerance: float | None = None,
 ) -> VAACurve:
     """Settle ``states`` under the constant ``inputs`` once and measure the exact VAA at every
     checkpoint on the way (no gradient): the whole curve for the price of its largest ``M``.
@@ -299,21 +391,29 @@ def settle_curve(
     :param states: one ``(n, state_size_l)`` initial state per layer.
     :param inputs: ``(n, input_size)`` constant input.
     :param checkpoints: settling lengths ``M`` to measure at (sorted, duplicates dropped).
+    :param active_set: stop stepping the states that have converged (they move by less than
+        ``tolerance`` over :data:`ACTIVE_CHUNK` steps, and twice less than over the chunk before,
+        or not at all), and stop settling when none is left. States that keep moving are stepped
+        to the end, so the result is the full computation's up to far less than ``epsilon``;
+        a network whose states converge (a fresh or a collapsed one) is measured many times
+        faster. ``False``: every state is stepped ``M`` times.
+    :param tolerance: displacement over a chunk below which a geometrically converging state is
+        frozen; ``epsilon / 100`` by default.
     """
     _check_view(view)
     cps = _checkpoints(checkpoints)
+    tol = epsilon / 100 if tolerance is None else float(tolerance)
+    if not tol >= 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     with torch.no_grad():
-        current = list(states)
-        n = current[0].shape[0]
-        done = 0
+        settler = _ActiveSettler(network, states, inputs, tol, active_set)
+        n = inputs.shape[0]
         vaas, moves, moving, nonfinite = [], [], [], []
         for m in cps:
-            if m - 1 > done:
-                current = network.settle(inputs, current, m - 1 - done)
-            before = _viewed(network, current, view)
-            current = network.settle(inputs, current, 1)
-            done = m
-            after = _viewed(network, current, view)
+            settler.advance(m - 1)
+            before = _viewed(network, settler.current, view)
+            settler.advance(m)
+            after = _viewed(network, settler.current, view)
             finite = torch.isfinite(after).all(dim=1) & torch.isfinite(before).all(dim=1)
             step = torch.linalg.vector_norm(after - before, dim=1)
             step = torch.where(finite, step, torch.zeros_like(step))
@@ -335,6 +435,7 @@ def measure_vaa(
     lengths: Tensor | Sequence[int] | None = None,
     view: str = "output",
     checkpoints: Sequence[int] | None = None,
+    active_set: bool = True,
 ) -> VAAMeasurement:
     """Exact VAA of the whole network (all layers concatenated), without gradient.
 
@@ -354,7 +455,7 @@ def measure_vaa(
     with torch.no_grad():
         states = initial_states(network, sequences, generator, n=n, lengths=lengths)
         u = _draw_normal(network.input_size, generator, states[0]).expand(states[0].shape[0], -1)
-        curve = settle_curve(network, states, u, cps, epsilon, view=view)
+        curve = settle_curve(network, states, u, cps, epsilon, view=view, active_set=active_set)
     if curve.n_nonfinite[-1]:
         warnings.warn(
             f"measure_vaa: {curve.n_nonfinite[-1]} of {curve.n} states became non-finite while settling "

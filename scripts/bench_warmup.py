@@ -25,17 +25,24 @@ processes than two threads that wait for each other.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import importlib
+import importlib.util
+import io
 import statistics
+import sys
 import time
+import types
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from rl_warmup.cells import RecurrentNetwork
-from rl_warmup.vaa import measure_vaa, pad_sequences
+from rl_warmup.vaa import DEFAULT_CHECKPOINTS, measure_vaa, pad_sequences, settle_curve, vaa_star
 from rl_warmup.warmup import WarmupConfig, WarmupResult, warmup
 
 
@@ -327,6 +334,196 @@ def bench_quality(cfg: BenchConfig, seed: int, warm_steps: int) -> None:
         )
 
 
+# ------------------------------------------------------------------------------------------
+# Against the authors' code (--official DIR)
+# ------------------------------------------------------------------------------------------
+def load_official(directory: str) -> types.ModuleType:
+    """Import ``models_pytorch.models`` from a checkout of github.com/glambrechts/warmup.
+
+    That code has no licence: it is imported from the user's checkout, never copied here. Its
+    ``import wandb`` is answered by a stub when wandb is not installed (it only logs).
+    """
+    root = Path(directory).expanduser().resolve()
+    if not (root / "models_pytorch" / "models.py").is_file():
+        raise SystemExit(
+            f"--official {directory}: no models_pytorch/models.py there; give a checkout of "
+            "https://github.com/glambrechts/warmup"
+        )
+    if importlib.util.find_spec("wandb") is None:
+        sys.modules.setdefault("wandb", types.SimpleNamespace(log=lambda *a, **k: None))  # type: ignore[arg-type]
+    sys.path.insert(0, str(root))
+    return importlib.import_module("models_pytorch.models")
+
+
+def official_model(models: types.ModuleType, net: RecurrentNetwork, cell: str) -> torch.nn.Module:
+    """The authors' ``Model`` with the weights of ``net`` (a stack of fused GRU/LSTM layers)."""
+    model = models.Model(cell, net.input_size, net.layers[0].hidden_size, len(net.layers), 1)
+    for theirs, ours in zip(model.cells, net.layers, strict=True):
+        theirs.load_state_dict(ours.rnn.state_dict())
+    return model.cpu()
+
+
+@dataclass(frozen=True)
+class OfficialDraws:
+    """The draws the authors' ``Model.vaa(inputs, M, num_samples=n)`` makes after
+    ``torch.manual_seed(seed)``, in its order: sequence indices, one truncation per state, ``u``."""
+
+    idx: Tensor
+    cuts: Tensor
+    u: Tensor
+
+    @staticmethod
+    def replay(seed: int, num_sequences: int, length: int, n: int, input_size: int) -> OfficialDraws:
+        torch.manual_seed(seed)
+        idx = torch.randint(0, num_sequences, (n,))
+        cuts = torch.stack([torch.randint(1, length + 1, ()) for _ in range(n)])
+        u = torch.randn(1, 1, input_size)
+        return OfficialDraws(idx, cuts, u)
+
+
+def library_curve(net: RecurrentNetwork, batch: Tensor, draws: OfficialDraws, checkpoints: tuple[int, ...], active: bool):
+    """The package's exact VAA on the authors' draws: one batched prefix pass, one settling pass."""
+    with torch.no_grad():
+        cuts = draws.cuts
+        states = net(batch[draws.idx, : int(cuts.max())], lengths=cuts).states
+        u = draws.u.reshape(1, -1).expand(cuts.numel(), -1)
+        return settle_curve(net, states, u, checkpoints, view="state", active_set=active)
+
+
+def official_vaa(model: torch.nn.Module, time_major: Tensor, seed: int, settle: int, n: int) -> float:
+    torch.manual_seed(seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return float(model.vaa(time_major, settle, 1e-4, num_samples=n))
+
+
+OFFICIAL_NETWORKS = ("fresh", "chaotic")
+
+
+def official_network(cell: str, kind: str, seed: int, hidden: int = 256, layers: int = 2) -> RecurrentNetwork:
+    """``fresh``: the package's initialisation (its states converge to one attractor);
+    ``chaotic``: recurrent weights scaled by 4, states that never settle (the worst case of the
+    active set: nothing to drop)."""
+    net = RecurrentNetwork(cell, 1, hidden, layers, generator=torch.Generator().manual_seed(seed))
+    if kind == "chaotic":
+        with torch.no_grad():
+            for layer in net.layers:
+                layer.rnn.weight_hh_l0.mul_(4.0)
+    return net
+
+
+def bench_official(directory: str, cells: list[str], settles: list[int], rounds: int, seed: int, n: int = 100) -> None:
+    """Exact VAA (n states, GRU/LSTM 2 x 256, paper inputs), the authors' ``Model.vaa`` against
+    the package on identical weights and draws, interleaved; then the curve VAA(M) over
+    ``DEFAULT_CHECKPOINTS`` in one pass against one ``Model.vaa`` call per M; then a warmup step."""
+    models = load_official(directory)
+    cfg = CONFIGS["paper"]
+    seqs = make_sequences(cfg, seed)
+    batch = torch.stack(seqs)  # (N, T, 1), all of length 300
+    time_major = batch.transpose(0, 1).contiguous()
+    header = ("network", "quantity", "authors s", "package s", "ratio", "VAA authors", "VAA package")
+    widths = (16, 34, 10, 10, 7, 12, 12)
+
+    def row(cells_: tuple[str, ...]) -> None:
+        print("  ".join(f"{c:<{w}}" for c, w in zip(cells_, widths, strict=True)), flush=True)
+
+    row(header)
+    row(tuple("-" * w for w in widths))
+    for cell in cells:
+        for kind in OFFICIAL_NETWORKS:
+            net = official_network(cell, kind, seed)
+            model = official_model(models, net, cell)
+            for settle in settles:
+                theirs_t, ours_t, theirs_v, ours_v = [], [], [], []
+                for r in range(rounds):
+                    draws = OfficialDraws.replay(1000 + r, len(seqs), cfg.max_length, n, 1)
+                    t0 = time.perf_counter()
+                    curve = library_curve(net, batch, draws, (settle,), True)
+                    t1 = time.perf_counter()
+                    value = official_vaa(model, time_major, 1000 + r, settle, n)
+                    t2 = time.perf_counter()
+                    ours_t.append(t1 - t0)
+                    theirs_t.append(t2 - t1)
+                    ours_v.append(curve.vaa[-1])
+                    theirs_v.append(value)
+                label = f"exact VAA n={n} M={settle}"
+                _official_row(row, f"{cell} {kind}", label, theirs_t, ours_t, theirs_v, ours_v)
+            # the whole curve: one pass against one call per M
+            cps = DEFAULT_CHECKPOINTS
+            theirs_t, ours_t, theirs_v, ours_v = [], [], [], []
+            for r in range(rounds):
+                draws = OfficialDraws.replay(2000 + r, len(seqs), cfg.max_length, n, 1)
+                t0 = time.perf_counter()
+                curve = library_curve(net, batch, draws, cps, True)
+                t1 = time.perf_counter()
+                values = [official_vaa(model, time_major, 2000 + r, m, n) for m in cps]
+                t2 = time.perf_counter()
+                ours_t.append(t1 - t0)
+                theirs_t.append(t2 - t1)
+                ours_v.append(curve.vaa[-1])
+                theirs_v.append(values[-1])
+                worst = max(abs(a - b) for a, b in zip(values, curve.vaa, strict=True))
+            _official_row(
+                row, f"{cell} {kind}", f"curve M={cps[0]}..{cps[-1]} (|d| {worst:.0e})", theirs_t, ours_t, theirs_v, ours_v
+            )
+        _official_warmup_step(row, models, cell, seqs, batch, rounds, seed)
+
+
+def _official_row(row, name, label, theirs_t, ours_t, theirs_v, ours_v) -> None:  # type: ignore[no-untyped-def]
+    med_t, med_o = statistics.median(theirs_t), statistics.median(ours_t)
+    row(
+        (
+            name,
+            label,
+            f"{min(theirs_t):.2f}/{med_t:.2f}",
+            f"{min(ours_t):.2f}/{med_o:.2f}",
+            f"{med_t / med_o:.1f}x",
+            " ".join(f"{v:.2f}" for v in theirs_v),
+            " ".join(f"{v:.2f}" for v in ours_v),
+        )
+    )
+
+
+def _official_warmup_step(row, models, cell, seqs, batch, rounds, seed) -> None:  # type: ignore[no-untyped-def]
+    """A warmup step at steady state (M ~ U{1..200}, batch 32), the authors' ``Model.warmup_step``
+    against the package's ``warmup`` (per-step times of 4 steps, the first not counted), and
+    VAA* of both on the same settled states."""
+    net = official_network(cell, "fresh", seed)
+    times_ours: list[float] = []
+    times_theirs: list[float] = []
+    for r in range(rounds):
+        config = WarmupConfig(steps=4, settle_start=200, settle_max=200, seed=300 + r, max_restarts=0, restart_threshold=1.0)
+        step_t: list[float] = []
+        library_warmup(copy.deepcopy(net), seqs, config, step_t)
+        times_ours += step_t[1:]
+        model = official_model(models, net, cell)
+        model.warmup_opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+        model.num_warmup_step = 10_000  # past the curriculum: M ~ U{1..200}
+        torch.manual_seed(300 + r)
+        order = torch.randperm(len(seqs))
+        for k in range(4):
+            sub = batch[order[32 * k : 32 * (k + 1)]].transpose(0, 1)
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                model.warmup_step(sub, 10, 200)
+            if k:
+                times_theirs.append(time.perf_counter() - t0)
+    # VAA* of both on the same settled states
+    settled = torch.randn(32, 2 * net.layers[0].hidden_size * (2 if cell == "lstm" else 1))
+    ours = float(vaa_star(settled))
+    theirs = float(models._vaa_star(settled, 1e-4))
+    row(
+        (
+            f"{cell} fresh",
+            f"warmup step (|dVAA*| {abs(ours - theirs):.0e})",
+            f"{min(times_theirs):.2f}/{statistics.median(times_theirs):.2f}",
+            f"{min(times_ours):.2f}/{statistics.median(times_ours):.2f}",
+            f"{statistics.median(times_theirs) / statistics.median(times_ours):.1f}x",
+            "",
+            "",
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
@@ -350,11 +547,29 @@ def main() -> None:
         help="full warmup before the final VAA (default 100, quick 20)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--official",
+        metavar="DIR",
+        default=None,
+        help="a checkout of github.com/glambrechts/warmup: time the authors' exact VAA, VAA curve and "
+        "warmup step against the package on the same weights and draws (instead of the naive baseline)",
+    )
+    parser.add_argument("--cells", nargs="+", default=["gru", "lstm"], choices=["gru", "lstm"], help="with --official")
+    parser.add_argument(
+        "--settle", nargs="+", type=int, default=[1000, 10_000], help="with --official: settling lengths M"
+    )
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 2)
     steps = args.steps or (3 if args.quick else 4)
     warm_steps = args.warmup_steps or (20 if args.quick else 100)
     torch.set_num_threads(args.threads)
+    if args.official:
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; authors' code from {args.official}; "
+            f"{rounds} interleaved rounds, seconds min/median, ratio of medians (authors / package)"
+        )
+        bench_official(args.official, args.cells, args.settle, rounds, args.seed)
+        return
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; steady-state steps (M* = 200): "
         f"{rounds} x {steps - 1} per implementation; exact VAA n=100, settle_steps=1000; "

@@ -183,3 +183,83 @@ def test_output_view_vaa_star_matches_formula_loop_on_h(num_layers: int) -> None
     # gradient flows to the recurrent weights through h only
     stars.sum().backward()
     assert net.layers[0].rnn.weight_hh_l0.grad is not None
+
+
+# ------------------------------------------------------------------------------------------
+# The active set: converged states are no longer stepped
+# ------------------------------------------------------------------------------------------
+class Counting:
+    """A step function that counts the state-steps it computes."""
+
+    def __init__(self, fn) -> None:  # type: ignore[no-untyped-def]
+        self.fn = fn
+        self.state_steps = 0
+
+    def __call__(self, x: Tensor) -> Tensor:
+        self.state_steps += x.shape[0]
+        return self.fn(x)
+
+
+SYSTEMS = {
+    # name: (step, b, u, x0)
+    "contracting": (lambda x: 0.9 * x, 0.05, 1.0, spread(11)),
+    "slowly contracting": (lambda x: 0.9995 * x, 0.0, 1.0, spread(11, scale=0.01)),
+    "drifting": (lambda x: x, 1e-7, 1.0, spread(8, size=2, scale=1e-3)),
+    "bistable": (lambda x: torch.tanh(3 * x), 0.0, 0.0, spread(10, scale=0.5)),
+    "diverging": (lambda x: 2.0 * x, 0.0, 0.0, spread(6)),
+    "period two": (lambda x: -x, 0.0, 0.0, spread(6)),
+}
+
+
+@pytest.mark.parametrize("name", list(SYSTEMS))
+def test_active_set_gives_the_full_computation_s_curve(name: str) -> None:
+    fn, b, u, x0 = SYSTEMS[name]
+    checkpoints = [1, 7, 100, 1000, 5000]
+    curves = []
+    for active in (False, True):
+        net = RecurrentNetwork(layers=[MapLayer(x0.shape[1], fn, b=b)])
+        inputs = torch.full((x0.shape[0], x0.shape[1]), u)
+        curves.append(settle_curve(net, [x0], inputs, checkpoints, active_set=active))
+    full, fast = curves
+    assert fast.vaa == full.vaa
+    assert fast.n_moving == full.n_moving and fast.n_nonfinite == full.n_nonfinite
+    assert fast.horizon == full.horizon
+    assert fast.movement == pytest.approx(full.movement, abs=1e-6)
+
+
+def test_active_set_stops_stepping_converged_states_only() -> None:
+    m = 10_000
+    converging = Counting(lambda x: 0.5 * x)
+    curve = settle_from(MapLayer(1, converging, b=0.1), spread(10), [100, m])
+    assert curve.vaa == pytest.approx((0.1, 0.1))
+    assert converging.state_steps < 10 * 200  # converged within a few chunks, then never stepped
+    # a slow drift (1e-8 per step: below the tolerance per chunk, but 1e-4 = ε over M) is never frozen
+    drifting = Counting(lambda x: x)
+    settle_from(MapLayer(1, drifting, b=1e-8), spread(10, scale=1e-3), [100, m])  # small: x + 1e-8 != x in float32
+    assert drifting.state_steps == 10 * m
+    # float round-off jitter: a cycle of period 3 (which does not divide the chunk) 1e-7 wide
+    a, b, c = (torch.tensor(0.5) + k * 1.2e-7 for k in range(3))
+    cycle = Counting(lambda x: torch.where(x == a, b, torch.where(x == b, c, a)))
+    jitter = settle_from(MapLayer(1, cycle), torch.full((5, 1), float(a)), [100, m], u=0.0)
+    assert jitter.vaa == pytest.approx((0.2, 0.2)) and jitter.n_moving == (0, 0)
+    assert cycle.state_steps < 5 * 200
+    # the same, half of the states converging and half drifting: only the drifting half runs to the end
+    mixed = Counting(lambda x: torch.where(x > 0, 0.5 * x, x + 1e-8))
+    net = RecurrentNetwork(layers=[MapLayer(1, mixed)])
+    x0 = torch.tensor([[1.0], [2.0], [-1e-3], [-2e-3]])
+    settle_curve(net, [x0], torch.zeros(4, 1), [m])
+    assert 2 * m <= mixed.state_steps < 2 * m + 2 * 200
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "mgu"])
+def test_active_set_measures_real_networks_like_the_full_computation(cell: str) -> None:
+    net = RecurrentNetwork(cell, 2, 16, 2, generator=torch.Generator().manual_seed(0))
+    seqs = torch.randn(30, 12, 2, generator=torch.Generator().manual_seed(1))
+    values = [
+        measure_vaa(net, seqs, settle_steps=2000, n=20, generator=torch.Generator().manual_seed(2),
+                    checkpoints=[10, 100, 500], view="state", active_set=active)
+        for active in (False, True)
+    ]
+    assert values[0].curve is not None and values[1].curve is not None
+    assert values[1].curve.vaa == values[0].curve.vaa
+    assert values[1].curve.n_moving == values[0].curve.n_moving

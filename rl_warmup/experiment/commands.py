@@ -1,0 +1,180 @@
+"""The ``rl-warmup`` console command (installed by pip) and the bodies of ``scripts/*.py``.
+
+::
+
+    rl-warmup compare                       # the main job: warmed vs cold over a small grid
+    rl-warmup train --env-id rl_warmup/PassiveTMaze-L50-v0 --cell gru --warmup full
+    rl-warmup supervised --task copy --length 300 --cells gru lstm
+    rl-warmup <command> --help
+
+``python -m rl_warmup`` is the same command. Each ``*_main`` takes the arguments after the
+command name and returns the exit status: 0 done, 1 a run failed, 2 bad settings, 130
+interrupted (Ctrl-C or SIGTERM, the last checkpoint kept).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PROG = "rl-warmup"
+
+
+def train_main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Train one agent, cold or warmed up (:func:`rl_warmup.experiment.train.train`)."""
+    from rl_warmup.experiment.lock import LockedError
+    from rl_warmup.experiment.train import describe, train, train_config_from_args, train_parser
+
+    parser = train_parser()
+    if prog:
+        parser.prog = prog
+    args = parser.parse_args(argv)
+    try:
+        config = train_config_from_args(args)
+    except (ValueError, OSError) as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(describe(config), end="")
+        return 0
+    if config.threads > 0:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    run_dir = config.run_dir
+    if config.resume and not (run_dir / "config.yaml").exists():
+        print(
+            f"{parser.prog}: error: --resume: no run in {run_dir} to continue (no config.yaml); "
+            "check --output-dir / --run-name, or drop --resume to start a new run",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"run directory: {run_dir}")
+    try:
+        result = train(config)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the last checkpoint is kept in {run_dir / 'checkpoints'}; continue with\n"
+            f"  {parser.prog} --config {run_dir / 'config.yaml'} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    except (FileExistsError, ValueError, ImportError, LockedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    success = "n/a" if math.isnan(result.final_success_rate) else f"{result.final_success_rate:.2f}"
+    reached = result.timesteps_to_threshold
+    print(
+        f"finished {result.num_timesteps} timesteps in {result.wall_seconds:.0f} s: final success rate {success}, "
+        f"mean return {result.final_mean_reward:.3f}, "
+        + (
+            f"{result.success_threshold:g} success first at {reached:.0f} timesteps"
+            if not math.isnan(reached)
+            else f"{result.success_threshold:g} success not reached"
+        )
+        + (
+            f", VAA after warmup {result.vaa_after_warmup.get('actor', math.nan):.3f}, "
+            f"at the end {result.vaa_final.get('actor', math.nan):.3f}"
+            if result.vaa_final
+            else ""
+        )
+    )
+    return 0
+
+
+def compare_main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Warmed vs cold over a grid, then the report (:func:`rl_warmup.experiment.compare.compare`)."""
+    from rl_warmup.experiment.compare import compare, compare_config_from_args, compare_parser
+    from rl_warmup.experiment.lock import LockedError
+
+    parser = compare_parser()
+    if prog:
+        parser.prog = prog
+    args = parser.parse_args(argv)
+    try:
+        config = compare_config_from_args(args)
+    except ValueError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    state = {"done": 0, "total": 0}
+
+    def on_start(total: int) -> None:
+        state["total"] = total
+        print(
+            f"{total} runs ({config.backend} backend, {config.workers} workers), report in {config.output_dir}",
+            flush=True,
+        )
+
+    def on_result(row: dict[str, Any]) -> None:
+        state["done"] += 1
+        name = Path(row["run_dir"]).name
+        elapsed = time.perf_counter() - start
+        if row["status"] == "finished":
+            success = row["final_success_rate"]
+            text = "n/a" if isinstance(success, float) and math.isnan(success) else f"{float(success):.2f}"
+            what = "already finished" if row["reused"] else f"finished in {float(row['wall_seconds']):.0f} s"
+            detail = f"{what}, final success {text}"
+        else:
+            detail = f"FAILED: {row['error']}"
+        print(f"[{state['done']}/{state['total']} {elapsed / 60:5.1f} min] {name}: {detail}", flush=True)
+
+    try:
+        outcome = compare(config, on_result=on_result, on_start=on_start)
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume (finished runs are skipped)", file=sys.stderr)
+        return 130
+    except (ValueError, ImportError, LockedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {Path(config.output_dir) / 'summary.md'} ({time.perf_counter() - start:.0f} s)")
+    if outcome.failed:
+        print(f"{len(outcome.failed)} run(s) failed; see summary.md and the error.txt of each run", file=sys.stderr)
+        return 1
+    return 0
+
+
+def supervised_main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Supervised long-memory benchmarks (:mod:`rl_warmup.experiment.supervised_cli`)."""
+    from rl_warmup.experiment.supervised_cli import main as supervised
+
+    return supervised(argv, prog=prog)
+
+
+COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
+    "train": (train_main, "train one agent, cold or warmed up"),
+    "compare": (compare_main, "warmed vs cold agents over a grid of cells, environments and seeds, with a report"),
+    "supervised": (supervised_main, "copy-first-input, denoising, permuted sequential MNIST"),
+}
+
+
+def _usage() -> str:
+    lines = [f"usage: {PROG} <command> [options]   ({PROG} <command> --help for its options)", "", "commands:"]
+    lines += [f"  {name:<11} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rl-warmup`` command: ``rl-warmup <command> [options]``."""
+    from rl_warmup.experiment.cli import stop_on_sigterm
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        from importlib.metadata import version
+
+        print(f"{PROG} {version('rl-warmup')}")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"{PROG}: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    if argv is None:
+        stop_on_sigterm()  # docker stop, SLURM preemption: checkpoint and exit as on Ctrl-C
+    return COMMANDS[name][0](rest, prog=f"{PROG} {name}")

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import gymnasium
@@ -30,6 +30,15 @@ TMAZE_ACTION_PROBABILITIES = (1 / 2, 1 / 6, 1 / 6, 1 / 6)
 MINIGRID_FORWARD_PROBABILITIES = (1 / 4, 1 / 4, 1 / 2)
 """MiniGrid with (left, right, forward): forward half of the time, so that random walks leave
 the start room and reach the end of the hallway (uniform random mostly spins in place)."""
+
+
+
+def batch_size(observations: Any) -> int:
+    """Number of environments in a batch of observations (an array, or a dict of arrays for
+    ``Dict`` observation spaces)."""
+    if isinstance(observations, Mapping):
+        observations = next(iter(observations.values()))
+    return int(np.shape(observations)[0])
 
 
 class CategoricalPolicy:
@@ -50,7 +59,7 @@ class CategoricalPolicy:
 
     def __call__(self, observations: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """:return: ``int64`` actions of shape ``(n_envs,)``."""
-        n = int(np.shape(observations)[0])
+        n = batch_size(observations)
         return rng.choice(self.probabilities.size, size=n, p=self.probabilities) + self.start
 
     def __repr__(self) -> str:
@@ -75,7 +84,7 @@ class UniformPolicy:
 
     def __call__(self, observations: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """:return: a batch of actions of shape ``(n_envs, *action_space.shape)``."""
-        n = int(np.shape(observations)[0])
+        n = batch_size(observations)
         space = self.action_space
         if isinstance(space, spaces.Discrete):
             return rng.integers(int(space.start), int(space.start) + int(space.n), size=n)

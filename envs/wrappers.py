@@ -10,10 +10,12 @@ from gymnasium import spaces
 
 
 class PrevActionRewardWrapper(gymnasium.Wrapper[np.ndarray, Any, np.ndarray, Any]):
-    """Append the previous action and the previous reward to a flat ``Box`` observation.
+    """Append the previous action and the previous reward to a flat ``Box`` observation (or add
+    them to a ``Dict`` one).
 
     The paper's agent sees ``[o_t, a_{t-1}, r_{t-1}]``. After ``reset`` the previous action is all
-    zeros and the previous reward ``0``.
+    zeros and the previous reward ``0``. A ``Dict`` observation gets two more keys instead,
+    ``"prev_action"`` and ``"prev_reward"`` (for ``MultiInput`` policies).
 
     **Observation.** ``Box(float32)`` of size ``obs_dim + action_dim + 1``:
 
@@ -24,17 +26,22 @@ class PrevActionRewardWrapper(gymnasium.Wrapper[np.ndarray, Any, np.ndarray, Any
 
     The reward entry is unbounded (``[-inf, inf]``).
 
-    :param env: environment with a 1-D ``Box`` observation space (flatten others first, e.g. with
-        :class:`gymnasium.wrappers.FlattenObservation`).
+    :param env: environment with a 1-D ``Box`` or a ``Dict`` observation space (flatten others
+        first, e.g. with :class:`gymnasium.wrappers.FlattenObservation`).
     :param reward_scale: factor applied to the appended reward (the env's reward is unchanged).
     """
 
     def __init__(self, env: gymnasium.Env, reward_scale: float = 1.0) -> None:
         super().__init__(env)
         obs_space = env.observation_space
-        if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+        self._dict = isinstance(obs_space, spaces.Dict)
+        if self._dict:
+            clash = {"prev_action", "prev_reward"} & set(obs_space.spaces)
+            if clash:
+                raise ValueError(f"the Dict observation space already has the key(s) {sorted(clash)}")
+        elif not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
             raise ValueError(
-                "PrevActionRewardWrapper needs a 1-D Box observation space, got "
+                "PrevActionRewardWrapper needs a 1-D Box or a Dict observation space, got "
                 f"{obs_space}; flatten it first (gymnasium.wrappers.FlattenObservation)"
             )
         act_space = env.action_space
@@ -57,8 +64,17 @@ class PrevActionRewardWrapper(gymnasium.Wrapper[np.ndarray, Any, np.ndarray, Any
         else:
             raise ValueError(f"unsupported action space {act_space}")
         self.reward_scale = float(reward_scale)
-        self._obs_dim = obs_space.shape[0]
         self._action_dim = action_low.shape[0]
+        if self._dict:
+            self.observation_space = spaces.Dict(
+                {
+                    **obs_space.spaces,
+                    "prev_action": spaces.Box(action_low, action_high, dtype=np.float32),
+                    "prev_reward": spaces.Box(-np.inf, np.inf, (1,), dtype=np.float32),
+                }
+            )
+            return
+        self._obs_dim = obs_space.shape[0]
         low = np.concatenate([obs_space.low.astype(np.float32), action_low, [-np.inf]])
         high = np.concatenate([obs_space.high.astype(np.float32), action_high, [np.inf]])
         self.observation_space = spaces.Box(low.astype(np.float32), high.astype(np.float32))
@@ -81,7 +97,13 @@ class PrevActionRewardWrapper(gymnasium.Wrapper[np.ndarray, Any, np.ndarray, Any
             )
         return out
 
-    def _augment(self, observation: np.ndarray, action: np.ndarray, reward: float) -> np.ndarray:
+    def _augment(self, observation: Any, action: np.ndarray, reward: float) -> Any:
+        if self._dict:
+            return {
+                **observation,
+                "prev_action": action,
+                "prev_reward": np.array([reward * self.reward_scale], dtype=np.float32),
+            }
         out = np.empty(self._obs_dim + self._action_dim + 1, dtype=np.float32)
         out[: self._obs_dim] = observation
         out[self._obs_dim : -1] = action

@@ -23,6 +23,7 @@ concatenated, of which only the first is *warmable* (double-layer warmup, DLWU).
 from __future__ import annotations
 
 import math
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
@@ -73,6 +74,17 @@ def _check_inputs(inputs: Tensor, input_size: int) -> None:
         )
 
 
+def _size(name: str, value: object) -> int:
+    """An integer size (numpy integers included, as gymnasium spaces give them); bools and
+    floats refused."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+
+
 class RecurrentLayer(nn.Module, ABC):
     """One recurrent layer with a flat state. Subclasses implement :meth:`_run`.
 
@@ -84,10 +96,11 @@ class RecurrentLayer(nn.Module, ABC):
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
+        input_size, hidden_size = _size("input_size", input_size), _size("hidden_size", hidden_size)
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
-        self.input_size = int(input_size)
-        self.hidden_size = int(hidden_size)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
 
     # -- what warmup sees -------------------------------------------------------------------
     @property
@@ -374,7 +387,7 @@ class LSTMLayer(_FusedLayer):
         super().__init__(input_size, hidden_size)
         self.state_size = 2 * hidden_size
         if rnn is None:
-            self.rnn = nn.LSTM(input_size, hidden_size, batch_first=True)
+            self.rnn = nn.LSTM(self.input_size, self.hidden_size, batch_first=True)
             self.reset_parameters()
         else:
             self.rnn = rnn
@@ -431,7 +444,7 @@ class GRULayer(_FusedLayer):
         super().__init__(input_size, hidden_size)
         self.state_size = hidden_size
         if rnn is None:
-            self.rnn = nn.GRU(input_size, hidden_size, batch_first=True)
+            self.rnn = nn.GRU(self.input_size, self.hidden_size, batch_first=True)
             self.reset_parameters()
         else:
             self.rnn = rnn

@@ -441,6 +441,14 @@ def check_env_id(env_id: str) -> None:
             importlib.import_module(module)
         except ImportError as e:
             raise ValueError(f"environment id {env_id!r}: cannot import module {module!r} ({e})") from e
+    if name.startswith("popgym-") and name not in gym.registry:
+        try:
+            importlib.import_module("popgym")  # registers the popgym-* ids
+        except ImportError:
+            raise ValueError(
+                f"environment id {env_id!r} is a POPGym id and popgym is not installed: "
+                'pip install "rl-warmup[popgym]"'
+            ) from None
     try:
         gym.spec(name)
     except gym.error.Error as e:

@@ -179,25 +179,45 @@ def _json_safe(value: Any) -> Any:
 
 
 # -- environments -----------------------------------------------------------------------------
+def make_single_env(env_id: str, prev_action_reward: bool) -> gym.Env:
+    """One copy of the environment of a run, with what a recurrent policy needs.
+
+    Observations that are neither a 1-D ``Box`` nor a ``Dict`` (POPGym's ``Discrete``,
+    ``MultiDiscrete`` and ``Tuple`` ones, images when the previous action and reward are
+    appended) are flattened to a ``float32`` vector (one-hot for discrete parts,
+    :class:`envs.popgym_wrapper.PopGymFlattenWrapper`). ``Dict`` observations stay ``Dict`` (the
+    run then uses a ``MultiInput`` policy), with ``prev_action`` and ``prev_reward`` keys when
+    ``prev_action_reward``.
+    """
+    from envs.popgym_wrapper import PopGymFlattenWrapper
+
+    env = gym.make(env_id)
+    space = env.observation_space
+    flat_box = isinstance(space, gym.spaces.Box) and len(space.shape) == 1
+    if not (flat_box or isinstance(space, gym.spaces.Dict)) and (
+        prev_action_reward or not isinstance(space, gym.spaces.Box)
+    ):
+        env = PopGymFlattenWrapper(env)
+    if prev_action_reward:
+        from envs import PrevActionRewardWrapper
+
+        env = PrevActionRewardWrapper(env)
+    return env
+
+
 def make_env(config: TrainConfig, *, n_envs: int | None = None, seed: int | None = None) -> VecEnv:
-    """The vectorised environment of a run (without VecNormalize).
+    """The vectorised environment of a run (without VecNormalize); see :func:`make_single_env`.
 
     :param n_envs: number of copies (``config.n_envs`` when ``None``).
     :param seed: seed of the first copy (``config.seed`` when ``None``); copy ``i`` gets ``seed + i``.
     """
     check_env_id(config.env_id)
-    wrapper = None
-    if config.prev_action_reward:
-        from envs import PrevActionRewardWrapper
-
-        wrapper = PrevActionRewardWrapper
     # A callable, not the id: make_vec_env would ask for render_mode="rgb_array", which not every
     # environment supports.
     return make_vec_env(
-        functools.partial(gym.make, config.env_id),
+        functools.partial(make_single_env, config.env_id, config.prev_action_reward),
         n_envs=config.n_envs if n_envs is None else n_envs,
         seed=config.seed if seed is None else seed,
-        wrapper_class=wrapper,
         vec_env_cls=DummyVecEnv,
     )
 
@@ -287,7 +307,7 @@ LOCK_FILE = ".lock"
 
 
 def _train(config: TrainConfig, callbacks: list[BaseCallback] | None) -> RunResult:
-    from rl_warmup.sb3.policies import RecurrentCellPolicy
+    from rl_warmup.sb3.policies import RecurrentCellMultiInputPolicy, RecurrentCellPolicy
     from rl_warmup.sb3.ppo import FastRecurrentPPO
 
     run_dir = config.run_dir
@@ -356,9 +376,10 @@ def _train(config: TrainConfig, callbacks: list[BaseCallback] | None) -> RunResu
         snapshot = checkpoint_read.snapshot
     else:
         # RecurrentPPO's updates with less overhead per minibatch (rl_warmup.sb3.ppo)
-        policy: Any = RecurrentCellPolicy
+        multi_input = isinstance(venv.observation_space, gym.spaces.Dict)
+        policy: Any = RecurrentCellMultiInputPolicy if multi_input else RecurrentCellPolicy
         if config.cell == STOCK_LSTM:
-            policy = "MultiInputLstmPolicy" if isinstance(venv.observation_space, gym.spaces.Dict) else "MlpLstmPolicy"
+            policy = "MultiInputLstmPolicy" if multi_input else "MlpLstmPolicy"
         model = FastRecurrentPPO(
             policy,
             venv,

@@ -530,6 +530,12 @@ class RecurrentCellPolicy(RecurrentActorCriticPolicy):
             raise ValueError(
                 f"need lstm_hidden_size >= 1 and n_lstm_layers >= 1, got {lstm_hidden_size}, {n_lstm_layers}"
             )
+        if isinstance(observation_space, spaces.Dict) and features_extractor_class is FlattenExtractor:
+            raise ValueError(
+                f"RecurrentCellPolicy cannot read Dict observations ({observation_space}): use "
+                "RecurrentCellMultiInputPolicy (sb3's CombinedExtractor), or flatten the observations "
+                "(gymnasium.wrappers.FlattenObservation)"
+            )
         if double and lstm_hidden_size % 2:
             raise ValueError(
                 f"double=True splits each layer in two halves: lstm_hidden_size must be even, got {lstm_hidden_size}"

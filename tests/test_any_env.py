@@ -1,0 +1,84 @@
+"""Any gymnasium id in the experiment runner: POPGym ids (flattened automatically), Dict
+observations (a MultiInput policy chosen automatically), numpy sizes, unknown ids."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from rl_warmup.experiment.config import TrainConfig, check_env_id
+from rl_warmup.experiment.train import make_single_env, train
+
+TINY: dict[str, Any] = {
+    "n_envs": 2, "n_steps": 32, "batch_size": 64, "n_epochs": 1, "hidden_size": 8, "warmup_steps": 3,
+    "warmup_episodes": 4, "warmup_batch_size": 4, "vaa_n": 8, "vaa_settle_steps": 20,
+    "vaa_star_settle_steps": 10, "eval_episodes": 4, "total_timesteps": 128, "checkpoint_freq": 64,
+    "warmup": "full", "progress_bar": False, "tensorboard": False, "eval_freq": 64, "vaa_every": 2,
+}
+
+
+class TwoCueDict(gymnasium.Env[dict[str, Any], int]):
+    """A cue in a Dict observation at the first step, a guess at the fourth."""
+
+    observation_space = spaces.Dict(
+        {"cue": spaces.Discrete(3), "where": spaces.Box(0.0, 1.0, (2,), dtype=np.float32)}
+    )
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        super().reset(seed=seed)
+        self.t, self.goal = 0, int(self.np_random.integers(2))
+        return {"cue": self.goal + 1, "where": np.zeros(2, np.float32)}, {}
+
+    def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        self.t += 1
+        done = self.t == 4
+        reward = float(done and action == self.goal)
+        info = {"is_success": reward > 0} if done else {}
+        return {"cue": 0, "where": np.array([self.t / 4, 0.0], np.float32)}, reward, done, False, info
+
+
+if "rl_warmup_test/TwoCueDict-v0" not in gymnasium.registry:
+    gymnasium.register("rl_warmup_test/TwoCueDict-v0", entry_point=TwoCueDict)
+
+
+def _train(tmp_path: Path, env_id: str, **settings: Any) -> dict[str, Any]:
+    config = TrainConfig.from_dict({**TINY, "env_id": env_id, "output_dir": str(tmp_path), **settings})
+    result = train(config)
+    assert result.num_timesteps == 128
+    return json.loads((config.run_dir / "result.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("env_id", "cell"),
+    [("popgym-RepeatPreviousEasy-v0", "gru"), ("popgym-CountRecallEasy-v0", "lstm"), ("popgym-AutoencodeEasy-v0", "stock_lstm")],
+)
+def test_popgym_ids_train_as_given(tmp_path: Path, env_id: str, cell: str) -> None:
+    pytest.importorskip("popgym")
+    # Discrete, MultiDiscrete and Tuple observations: flattened, then previous action and reward
+    env = make_single_env(env_id, prev_action_reward=True)
+    assert isinstance(env.observation_space, spaces.Box) and env.observation_space.dtype == np.float32
+    assert env.observation_space.contains(env.reset(seed=0)[0])
+    _train(tmp_path, env_id, cell=cell)
+
+
+@pytest.mark.parametrize("cell", ["gru", "stock_lstm"])
+@pytest.mark.parametrize("prev_action_reward", [True, False])
+def test_dict_observations_get_a_multi_input_policy(tmp_path: Path, cell: str, prev_action_reward: bool) -> None:
+    env = make_single_env("rl_warmup_test/TwoCueDict-v0", prev_action_reward)
+    assert isinstance(env.observation_space, spaces.Dict)
+    assert ("prev_action" in env.observation_space.spaces) == prev_action_reward
+    _train(tmp_path, "rl_warmup_test/TwoCueDict-v0", cell=cell, prev_action_reward=prev_action_reward)
+
+
+def test_unknown_ids_are_one_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown environment id 'NoSuch-v0'"):
+        check_env_id("NoSuch-v0")
+    with pytest.raises(ValueError, match="cannot import module"):
+        check_env_id("no_such_module:NoSuch-v0")

@@ -82,3 +82,21 @@ def test_unknown_ids_are_one_clear_error() -> None:
         check_env_id("NoSuch-v0")
     with pytest.raises(ValueError, match="cannot import module"):
         check_env_id("no_such_module:NoSuch-v0")
+
+
+def test_summary_reports_the_final_return_where_no_success_is_defined() -> None:
+    from rl_warmup.experiment.grid import RESULT_COLUMNS
+    from rl_warmup.experiment.report import summarize, summary_markdown
+
+    rows = []
+    for seed, ret in enumerate([0.5, -0.25, 0.75]):
+        row = dict.fromkeys(RESULT_COLUMNS, "")
+        row.update(env_id="popgym-RepeatPreviousEasy-v0", cell="gru", condition="warmed", status="finished",
+                   seed=seed, final_success_rate=float("nan"), final_mean_reward=ret, total_timesteps=1000,
+                   timesteps_to_threshold=float("nan"), memory_length=float("nan"), run_dir=f"runs/r{seed}")
+        rows.append(row)
+    summaries = summarize(rows, n_resamples=200)
+    assert summaries[0].final_return[0] == pytest.approx(1 / 3)
+    text = summary_markdown(rows, summaries, plots=())
+    table = [line for line in text.splitlines() if line.startswith("| gru | warmed")]
+    assert "| n/a | 0.33 [" in table[0]

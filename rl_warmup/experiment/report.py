@@ -115,6 +115,7 @@ class GroupSummary:
     runs: int
     finished: int
     success: tuple[float, float, float]
+    final_return: tuple[float, float, float]
     reached: int
     time_to_threshold: tuple[float, float, float]
     vaa_after_warmup: tuple[float, float, float]
@@ -151,6 +152,7 @@ def summarize(
                 runs=len(group),
                 finished=len(done),
                 success=ci([_num(r["final_success_rate"]) for r in done]),
+                final_return=ci([_num(r["final_mean_reward"]) for r in done]),
                 reached=len(reached),
                 time_to_threshold=ci(reached),
                 vaa_after_warmup=ci([_num(r["vaa_after_warmup_actor"]) for r in done]),
@@ -225,13 +227,13 @@ def summary_markdown(
         lines.append(f"Budget: {budget:,.0f} timesteps per run." if math.isfinite(budget) else "")
         lines += [
             "",
-            f"| cell | condition | runs | final success | timesteps to {thr} | reached | VAA after warmup | VAA at end | VAA* after warmup |",
-            "|---|---|---|---|---|---|---|---|---|",
+            f"| cell | condition | runs | final success | final return | timesteps to {thr} | reached | VAA after warmup | VAA at end | VAA* after warmup |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in group:
             time_text = _fmt(s.time_to_threshold, integer=True) if s.reached else "not reached"
             lines.append(
-                f"| {s.cell} | {s.condition} | {s.finished}/{s.runs} | {_fmt(s.success)} | {time_text} | "
+                f"| {s.cell} | {s.condition} | {s.finished}/{s.runs} | {_fmt(s.success)} | {_fmt(s.final_return)} | {time_text} | "
                 f"{s.reached}/{s.finished} | {_fmt(s.vaa_after_warmup)} | {_fmt(s.vaa_final)} | "
                 f"{_fmt(s.warmup_vaa_star) if s.condition != 'cold' else '-'} |"
             )

@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH)"
-	$(PYTHON) -m pip install -e ".[test,tensorboard,dev,popgym,ray]"
+	$(PYTHON) -m pip install -e ".[test,tensorboard,dev,popgym,ray,zoo]"
 	# gymnasium >= 1.0 no longer loads plugins: let gymnasium.make("rl_warmup/...") work without `import envs`
 	$(PYTHON) -m envs.gymnasium_plugin install
 

@@ -1,0 +1,6 @@
+"""rl-baselines3-zoo hyperparameters, variant ``cold_gru`` (see :mod:`rl_warmup.zoo`):
+``python -m rl_zoo3.train --algo ppo_lstm --env <id> --gym-packages envs --conf-file rl_warmup.zoo.cold_gru``."""
+
+from rl_warmup.zoo import zoo_hyperparams
+
+hyperparams = zoo_hyperparams("cold_gru")

@@ -287,6 +287,10 @@ def _checkpoints(checkpoints: Sequence[int]) -> tuple[int, ...]:
 ACTIVE_CHUNK = 20
 """Settling steps between two convergence checks of the active set (see :func:`settle_curve`)."""
 
+_ACTIVE_CHUNK_MAX = 640  # chunk length reached by doubling while every state keeps moving fast
+_GROW_AFTER = 200  # steps before the chunk may grow (a fresh network converges within ~100)
+_GROW_MOVING = 1000.0  # grow only while every active state moves > this x tolerance per chunk
+
 
 class _ActiveSettler:
     """Settle ``n`` states under a constant input, stepping only those that have not converged.
@@ -298,7 +302,9 @@ class _ActiveSettler:
     fixed point, or a cycle whose period divides the chunk), ``d <= d_prev / 2`` (geometric
     convergence: less than ``d`` left to travel) or ``D <= max(d, d_prev)`` (float round-off
     jitter around a fixed point: no net progress over two chunks, where a drift moves
-    ``d + d_prev``). Each leaves it far under ``epsilon`` from where the full computation would take it. States that keep moving (slow drifts, long
+    ``d + d_prev``). Each leaves it far under ``epsilon`` from where the full computation would take it.
+    While no state freezes and all move far (chaos, fast drifts), the chunk doubles (after the
+    first 200 steps, up to 640): fewer, longer calls of each layer. States that keep moving (slow drifts, long
     transients, cycles, chaos) are never frozen, so their result is the full computation's.
     """
 
@@ -317,6 +323,10 @@ class _ActiveSettler:
         # d == d_prev and is never frozen, unless it is exactly 0)
         self.previous = torch.full((n,), float("nan"), device=inputs.device, dtype=self.snapshot.dtype)
         self.steps_run = 0  # state-steps computed, for benchmarks: n x M without freezing
+        # States that keep moving fast for long (chaos, slow drifts) gain nothing from frequent
+        # checks, and each chunk is one more call of every layer (a oneDNN LSTM call reorders its
+        # weights): the chunk doubles while no state freezes and all move far, up to a cap.
+        self.chunk = ACTIVE_CHUNK
 
     @property
     def n_active(self) -> int:
@@ -352,6 +362,12 @@ class _ActiveSettler:
         self.snapshot[idx] = now
         self.previous[idx] = d
         self.active = idx[~frozen]
+        moving_fast = bool((d[~frozen] > _GROW_MOVING * self.tolerance).all())
+        if self.done >= _GROW_AFTER and not bool(frozen.any()) and moving_fast and self.chunk < _ACTIVE_CHUNK_MAX:
+            self.chunk *= 2
+            # displacements over chunks of different lengths are not compared: one more chunk
+            # before a state may be frozen again by the halving or the jitter rule
+            self.previous[self.active] = float("nan")
 
     def advance(self, to: int) -> None:
         """Settle to step ``to`` (the active states; frozen ones stay where they are)."""
@@ -360,7 +376,7 @@ class _ActiveSettler:
                 self._step(to - self.done)
                 self.done = to
                 return
-            boundary = (self.done // ACTIVE_CHUNK + 1) * ACTIVE_CHUNK
+            boundary = (self.done // self.chunk + 1) * self.chunk
             if to < boundary:
                 self._step(to - self.done)
                 self.done = to

@@ -100,3 +100,26 @@ def test_summary_reports_the_final_return_where_no_success_is_defined() -> None:
     text = summary_markdown(rows, summaries, plots=())
     table = [line for line in text.splitlines() if line.startswith("| gru | warmed")]
     assert "| n/a | 0.33 [" in table[0]
+
+
+def test_the_best_evaluated_model_is_kept(tmp_path: Path) -> None:
+    import csv
+
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from rl_warmup.experiment.train import EVAL_SEED_OFFSET, make_env
+    from rl_warmup.sb3.ppo import FastRecurrentPPO
+
+    config = TrainConfig.from_dict({**TINY, "env_id": "rl_warmup/PassiveTMaze-v0", "output_dir": str(tmp_path)})
+    train(config)
+    with (config.run_dir / "evaluations.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    best = max(rows, key=lambda r: float(r["success_rate"]))  # the first of the best
+    model = FastRecurrentPPO.load(config.run_dir / "best_model.zip")
+    # replay the evaluation callback's own episodes: the kept model scores that row again
+    seed = config.seed + EVAL_SEED_OFFSET
+    env = make_env(config, n_envs=min(config.eval_episodes, 10), seed=seed)
+    env.seed(seed)
+    rewards, _ = evaluate_policy(model, env, n_eval_episodes=config.eval_episodes, deterministic=True,
+                                 return_episode_rewards=True)
+    assert float(best["mean_reward"]) == pytest.approx(float(np.mean(rewards)))

@@ -32,6 +32,11 @@ EVAL_COLUMNS: tuple[str, ...] = (
 """Columns of ``evaluations.csv``; ``success_rate`` is empty when the env reports no ``is_success``."""
 
 
+def _score(success: float, mean_reward: float) -> float:
+    """What "best evaluation" means: the success rate, or the mean return without one."""
+    return mean_reward if math.isnan(success) else success
+
+
 class EvaluationCallback(BaseCallback):
     """Evaluate every ``eval_freq`` timesteps (and when training starts), append a row to
     ``evaluations.csv`` and record ``eval/success_rate``, ``eval/mean_reward`` in the logger.
@@ -45,10 +50,17 @@ class EvaluationCallback(BaseCallback):
     :param eval_freq: timesteps between evaluations (0: only at the start and when asked).
     :param n_episodes: episodes per evaluation.
     :param seed: seed of the evaluation episodes.
+    :param best_path: where to keep the model of the best evaluation so far (``best_model.zip``,
+        with ``best_model_vecnormalize.pkl`` when normalised): highest success rate, or highest
+        mean return where the environment reports no success. ``None``: not kept.
     """
 
-    def __init__(self, eval_env: VecEnv, path: Path, *, eval_freq: int, n_episodes: int, seed: int) -> None:
+    def __init__(
+        self, eval_env: VecEnv, path: Path, *, eval_freq: int, n_episodes: int, seed: int, best_path: Path | None = None
+    ) -> None:
         super().__init__()
+        self.best_path = best_path
+        self.best_score = -math.inf
         self.eval_env = eval_env
         self.path = path
         self.eval_freq = eval_freq
@@ -65,6 +77,8 @@ class EvaluationCallback(BaseCallback):
         rows = read_csv(self.path)
         if rows:
             self.last_timesteps = int(number(rows[-1]["timesteps"]))
+        scores = [_score(number(r["success_rate"]), number(r["mean_reward"])) for r in rows]
+        self.best_score = max(scores, default=-math.inf)
         if self.last_timesteps < 0:
             self.evaluate()  # before training: the starting point of the learning curve
         self._schedule()
@@ -108,6 +122,10 @@ class EvaluationCallback(BaseCallback):
         }
         self.writer.append(row)
         self.last_timesteps = int(self.num_timesteps)
+        score = _score(success, row["mean_reward"])
+        if self.best_path is not None and score > self.best_score:
+            self.best_score = score
+            self._save_best()
         self.logger.record("eval/mean_reward", row["mean_reward"])
         self.logger.record("eval/mean_ep_length", row["mean_ep_length"])
         if not math.isnan(success):
@@ -115,6 +133,20 @@ class EvaluationCallback(BaseCallback):
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(self.num_timesteps)
         return row
+
+    def _save_best(self) -> None:
+        from rl_warmup.experiment.checkpoint import signals_deferred
+
+        assert self.best_path is not None
+        tmp = self.best_path.with_name(self.best_path.stem + ".tmp.zip")
+        with signals_deferred():
+            self.model.save(tmp)
+            os.replace(tmp, self.best_path)
+            normalize = self.model.get_vec_normalize_env()
+            if normalize is not None:
+                stats = self.best_path.with_name(self.best_path.stem + "_vecnormalize.pkl")
+                normalize.save(stats.with_suffix(".tmp"))
+                os.replace(stats.with_suffix(".tmp"), stats)
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_eval:

@@ -15,6 +15,9 @@ A run directory (``config.run_dir``) holds:
 * ``checkpoints/last.zip`` (+ ``last_vecnormalize.pkl``, ``state.json``, ``last_state.pkl``):
   the latest checkpoint, always as of the start of a rollout, written every ``checkpoint_freq``
   timesteps, at the end, and on Ctrl-C, SIGTERM or a crash;
+* ``best_model.zip`` (+ ``best_model_vecnormalize.pkl``): the model of the best evaluation so
+  far (highest success rate, or mean return where there is no success), as SB3's
+  ``EvalCallback`` keeps it: the one to use when learning fell back after its best point;
 * ``model.zip``: the final model; ``result.json``: the :class:`RunResult`, written only when the
   run finished (its presence is what marks a run as done); ``error.txt``: traceback of a crash.
 
@@ -176,6 +179,10 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
+
+
+BEST_MODEL = "best_model.zip"
+"""The model of the run's best evaluation (see :class:`EvaluationCallback`), in the run directory."""
 
 
 # -- environments -----------------------------------------------------------------------------
@@ -430,6 +437,7 @@ def _train(config: TrainConfig, callbacks: list[BaseCallback] | None) -> RunResu
         eval_freq=config.eval_freq,
         n_episodes=config.eval_episodes,
         seed=config.seed + EVAL_SEED_OFFSET,
+        best_path=run_dir / BEST_MODEL,
     )
     evaluation.offset_seconds = previous_seconds
     evaluation.start_time = start

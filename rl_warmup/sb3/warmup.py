@@ -236,6 +236,10 @@ class WarmupCallback(BaseCallback):
                 self.logger.record(f"warmup/{role}_movement", res.vaa.movement)
                 horizon = res.vaa.horizon
                 self.logger.record(f"warmup/{role}_horizon", float(horizon) if horizon is not None else math.inf)
+            if self.verbose >= 1:
+                stars = " ".join(f"{v:.3f}" for v in res.final_vaa_star)
+                exact = "" if res.vaa is None else f", exact VAA {res.vaa.vaa:.3f} (horizon {res.vaa.horizon})"
+                print(f"Warmup of the {role}: VAA* per layer {stars}{exact}, {res.restarts} restart(s)")
 
     def _on_step(self) -> bool:
         return True

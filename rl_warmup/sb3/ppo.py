@@ -53,7 +53,7 @@ bit for bit (tested). gSDE, ``Dict`` observations and policies without ``rollout
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from copy import deepcopy
 from typing import Any
 
@@ -72,6 +72,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from rl_warmup.cells import RecurrentNetwork
+from rl_warmup.regularizer import VAARegularizer, vaa_star_penalty
+from rl_warmup.sb3.rollouts import policy_features
+from rl_warmup.sb3.warmup import recurrent_networks
+from rl_warmup.vaa import initial_states
 
 __all__ = ["FastRecurrentPPO", "SequenceRolloutBuffer"]
 
@@ -239,14 +245,75 @@ class FastRecurrentPPO(RecurrentPPO):
         hyperparameters and ``fused=True`` (PyTorch's fused kernel: the same update rule; on CPU
         it gives the same parameters as the default loop, about 4x faster for these policies).
 
+    :param vaa_regularizer: keep the actor's multistability during training: a
+        :class:`~rl_warmup.regularizer.VAARegularizer` (or a dict of its fields) adds
+        ``coef * mean_l (VAA*_l - target)^2`` to the loss every ``every`` minibatch updates, on
+        ``n_states`` states reached over random prefixes of the rollout's episodes (drawn once per
+        rollout, as data). Only the actor's recurrent parameters receive its gradient. Logged as
+        ``train/vaa_reg_loss`` and ``train/vaa_reg_star``. ``None``: off (the default).
+
     A model saved by this class loads with ``RecurrentPPO.load`` as well (then trained by the
     stock loop) and vice versa. Early stopping on ``target_kl`` records the epoch as
     ``train/early_stop_epoch`` instead of printing it.
     """
 
-    def __init__(self, *args: Any, fused_optimizer: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        fused_optimizer: bool = True,
+        vaa_regularizer: VAARegularizer | Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.fused_optimizer = fused_optimizer
+        self.vaa_regularizer = VAARegularizer.from_value(vaa_regularizer)
         super().__init__(*args, **kwargs)
+
+    # -- the VAA* regulariser --------------------------------------------------------------------
+    def _regularizer_generator(self) -> th.Generator:
+        """Seeded from the update count, so that a resumed run draws what it would have drawn."""
+        reg = self.vaa_regularizer
+        assert reg is not None
+        base = reg.seed if reg.seed is not None else (self.seed or 0)
+        return th.Generator().manual_seed((int(base) * 1_000_003 + int(self._n_updates)) % 2**63)
+
+    def _regularizer_states(self, network: RecurrentNetwork, generator: th.Generator) -> list[th.Tensor]:
+        """States over random prefixes of this rollout's episodes (split at episode starts)."""
+        reg = self.vaa_regularizer
+        assert reg is not None
+        buffer = self.rollout_buffer
+        steps, n_envs = buffer.buffer_size, buffer.n_envs
+
+        def time_major(array: np.ndarray) -> np.ndarray:
+            """``(steps, n_envs, ...)``, also after ``get`` flattened it env-major."""
+            if array.shape[0] == steps and array.shape[1] == n_envs and not buffer.generator_ready:
+                return array
+            return array.reshape(n_envs, steps, *array.shape[1:]).swapaxes(0, 1)
+
+        starts = time_major(np.asarray(buffer.episode_starts)).reshape(steps, n_envs)
+        observations = buffer.observations
+        episodes: list[Any] = []
+        for env in range(n_envs):
+            cuts = [0, *np.flatnonzero(starts[1:, env] > 0.5) + 1, steps]
+            for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+                if b > a:
+                    if isinstance(observations, dict):
+                        episodes.append({k: time_major(v)[a:b, env] for k, v in observations.items()})
+                    else:
+                        episodes.append(time_major(observations)[a:b, env])
+        actor_sequences, _ = policy_features(self.policy, episodes)
+        device = next(network.parameters()).device
+        with th.no_grad():
+            states = initial_states(network, [x.to(device) for x in actor_sequences], generator, n=reg.n_states)
+        return [s.detach() for s in states]
+
+    def _regularizer_loss(
+        self, network: RecurrentNetwork, states: list[th.Tensor], generator: th.Generator
+    ) -> tuple[th.Tensor, float]:
+        reg = self.vaa_regularizer
+        assert reg is not None
+        settle = int(th.randint(1, reg.settle_max + 1, (1,), generator=generator))
+        penalty, stars = vaa_star_penalty(network, states, settle, reg, generator)
+        return reg.coef * penalty, float(stars.detach().mean())
 
     def _setup_learn(self, *args: Any, **kwargs: Any) -> Any:
         # SB3 gives a logger that writes no file an empty SB3-<date> folder in the system temp
@@ -448,6 +515,13 @@ class FastRecurrentPPO(RecurrentPPO):
         approx_kl_divs: list[float] = []
         continue_training = True
         loss = th.zeros(())
+        reg = self.vaa_regularizer if self.vaa_regularizer is not None and self.vaa_regularizer.coef > 0 else None
+        reg_records: list[list[float]] = []
+        if reg is not None:
+            reg_network = recurrent_networks(self.policy)["actor"]
+            reg_generator = self._regularizer_generator()
+            reg_states = self._regularizer_states(reg_network, reg_generator)
+            minibatch = 0
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for data in self.rollout_buffer.get(self.batch_size):
@@ -477,6 +551,12 @@ class FastRecurrentPPO(RecurrentPPO):
                 value_loss = ((returns - values_pred) ** 2).mean()
                 entropy_loss = log_prob.mean() if entropy is None else -entropy.mean()
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+                if reg is not None:
+                    if minibatch % reg.every == 0:
+                        reg_loss, reg_star = self._regularizer_loss(reg_network, reg_states, reg_generator)
+                        loss = loss + reg_loss
+                        reg_records.append([float(reg_loss.detach()), reg_star])
+                    minibatch += 1
 
                 with th.no_grad():
                     log_ratio = log_prob - old_log_prob
@@ -512,6 +592,10 @@ class FastRecurrentPPO(RecurrentPPO):
         self.logger.record("train/clip_fraction", clip)
         self.logger.record("train/loss", loss.item())
         self.logger.record("train/explained_variance", explained_var)
+        if reg_records:
+            reg_loss_mean, reg_star_mean = np.mean(reg_records, axis=0)
+            self.logger.record("train/vaa_reg_loss", reg_loss_mean)
+            self.logger.record("train/vaa_reg_star", reg_star_mean)
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from rl_warmup.experiment.cli import coerce_value
+from rl_warmup.regularizer import VAARegularizer
 from rl_warmup.warmup import WarmupConfig
 
 STOCK_LSTM = "stock_lstm"
@@ -48,6 +49,7 @@ PRESETS_FILE = Path(__file__).with_name("presets.yaml")
 """The package's per-environment hyperparameters."""
 
 _WU = WarmupConfig()
+_REG = VAARegularizer()
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,18 @@ class TrainConfig:
     """Hidden sizes of the MLP heads after the recurrent network (actor and critic)."""
     normalize: bool = False
     """Wrap the training env in VecNormalize (observations and rewards)."""
+
+    # --- VAA* regulariser (keep multistability during training; rl_warmup.regularizer) -------
+    reg_coef: float = 0.0
+    """Weight of the VAA* penalty coef * mean_l (VAA*_l - target)^2 in PPO's loss; 0: off."""
+    reg_target: float = _REG.target
+    """VAA* each layer of the actor is pulled toward."""
+    reg_every: int = _REG.every
+    """Minibatch updates between two penalties."""
+    reg_settle_max: int = _REG.settle_max
+    """Each penalty settles for M ~ U{1..reg_settle_max} steps."""
+    reg_n_states: int = _REG.n_states
+    """Initial states per penalty (random prefixes of the rollout's episodes)."""
     total_timesteps: int = 100_000
     """Environment steps of training, all environments together."""
     seed: int = 0
@@ -255,6 +269,7 @@ class TrainConfig:
         if self.run_name and (self.run_name in (".", "..") or "/" in self.run_name):
             raise ValueError(f"run_name must be a plain directory name, got {self.run_name!r}")
         self.warmup_config()  # validates the warmup fields
+        self.vaa_regularizer()  # and the regulariser's
 
     # -- derived -----------------------------------------------------------------------------
     def warmup_config(self) -> WarmupConfig:
@@ -268,6 +283,19 @@ class TrainConfig:
         if values.get("seed") is None:
             values["seed"] = self.seed
         return WarmupConfig(**values)
+
+    def vaa_regularizer(self) -> VAARegularizer | None:
+        """The :class:`VAARegularizer` of the ``reg_*`` fields; ``None`` when ``reg_coef`` is 0."""
+        reg = VAARegularizer(
+            coef=self.reg_coef,
+            target=self.reg_target,
+            every=self.reg_every,
+            settle_max=self.reg_settle_max,
+            n_states=self.reg_n_states,
+            epsilon=self.warmup_epsilon,
+            seed=self.seed,
+        )
+        return reg if reg.coef > 0 else None
 
     @property
     def run_dir(self) -> Path:

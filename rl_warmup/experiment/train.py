@@ -404,6 +404,7 @@ def _train(config: TrainConfig, callbacks: list[BaseCallback] | None) -> RunResu
             seed=config.seed,
             device=config.device,
             verbose=0,
+            vaa_regularizer=config.vaa_regularizer(),
         )
     model.set_logger(make_logger(config, run_dir))
 

@@ -266,6 +266,7 @@ class FastRecurrentPPO(RecurrentPPO):
     ) -> None:
         self.fused_optimizer = fused_optimizer
         self.vaa_regularizer = VAARegularizer.from_value(vaa_regularizer)
+        self._reg_minibatches = 0  # minibatch updates so far, for the regulariser's schedule
         super().__init__(*args, **kwargs)
 
     # -- the VAA* regulariser --------------------------------------------------------------------
@@ -517,11 +518,11 @@ class FastRecurrentPPO(RecurrentPPO):
         loss = th.zeros(())
         reg = self.vaa_regularizer if self.vaa_regularizer is not None and self.vaa_regularizer.coef > 0 else None
         reg_records: list[list[float]] = []
+        reg_states: list[th.Tensor] | None = None  # drawn at the first penalty of this rollout
         if reg is not None:
             reg_network = recurrent_networks(self.policy)["actor"]
             reg_generator = self._regularizer_generator()
-            reg_states = self._regularizer_states(reg_network, reg_generator)
-            minibatch = 0
+            minibatch = self._reg_minibatches
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for data in self.rollout_buffer.get(self.batch_size):
@@ -553,6 +554,8 @@ class FastRecurrentPPO(RecurrentPPO):
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
                 if reg is not None:
                     if minibatch % reg.every == 0:
+                        if reg_states is None:
+                            reg_states = self._regularizer_states(reg_network, reg_generator)
                         reg_loss, reg_star = self._regularizer_loss(reg_network, reg_states, reg_generator)
                         loss = loss + reg_loss
                         reg_records.append([float(reg_loss.detach()), reg_star])
@@ -580,6 +583,8 @@ class FastRecurrentPPO(RecurrentPPO):
             self._n_updates += 1
             if not continue_training:
                 break
+        if reg is not None:
+            self._reg_minibatches = minibatch  # the schedule runs across rollouts
 
         explained_var = explained_variance(
             self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten()

@@ -53,6 +53,7 @@ bit for bit (tested). gSDE, ``Dict`` observations and policies without ``rollout
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Generator, Mapping
 from copy import deepcopy
 from typing import Any
@@ -295,7 +296,7 @@ class FastRecurrentPPO(RecurrentPPO):
         episodes: list[Any] = []
         for env in range(n_envs):
             cuts = [0, *np.flatnonzero(starts[1:, env] > 0.5) + 1, steps]
-            for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            for a, b in itertools.pairwise(cuts):
                 if b > a:
                     if isinstance(observations, dict):
                         episodes.append({k: time_major(v)[a:b, env] for k, v in observations.items()})

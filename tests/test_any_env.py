@@ -4,6 +4,7 @@ observations (a MultiInput policy chosen automatically), numpy sizes, unknown id
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,26 @@ def test_summary_reports_the_final_return_where_no_success_is_defined() -> None:
     text = summary_markdown(rows, summaries, plots=())
     table = [line for line in text.splitlines() if line.startswith("| gru | warmed")]
     assert "| n/a | 0.33 [" in table[0]
+    # with a return threshold, the time to it
+    for row in rows:
+        row["return_threshold"] = 0.5
+    rows[0]["timesteps_to_threshold"], rows[2]["timesteps_to_threshold"] = 400, 600
+    text = summary_markdown(rows, summarize(rows, n_resamples=200), plots=())
+    assert "timesteps to return >= 0.5" in text
+    table = [line for line in text.splitlines() if line.startswith("| gru | warmed")]
+    assert "| 500 [" in table[0] and "| 2/3 |" in table[0]
+
+
+def test_time_to_a_return_threshold_where_no_success_is_defined() -> None:
+    from rl_warmup.experiment.train import timesteps_to_threshold
+
+    no_success = [{"timesteps": "0", "success_rate": "", "mean_reward": "-1"},
+                  {"timesteps": "10", "success_rate": "", "mean_reward": "0.6"}]
+    assert timesteps_to_threshold(no_success, 0.95, return_threshold=0.5) == 10
+    assert math.isnan(timesteps_to_threshold(no_success, 0.95))
+    success = [{"timesteps": "0", "success_rate": "0.2", "mean_reward": "1"},
+               {"timesteps": "10", "success_rate": "1.0", "mean_reward": "0.6"}]
+    assert timesteps_to_threshold(success, 0.95, return_threshold=0.5) == 10  # success decides
 
 
 def test_the_best_evaluated_model_is_kept(tmp_path: Path) -> None:

@@ -200,6 +200,9 @@ class TrainConfig:
     """Episodes per evaluation (deterministic actions, fixed evaluation seeds)."""
     success_threshold: float = 0.95
     """Success rate that counts as solved (timesteps to threshold)."""
+    return_threshold: float | None = None
+    """Where the environment reports no success (POPGym, CartPole...): the mean evaluation
+    return that counts as solved, for the timesteps to threshold; none: not measured there."""
     checkpoint_freq: int = 10_000
     """Save the checkpoint every this many timesteps (also at the end, on Ctrl-C, SIGTERM or a crash)."""
     vaa_every: int = 10

@@ -210,7 +210,8 @@ def summary_markdown(
         + (f", {config.bootstrap_samples} resamples" if config else "")
         + "]. *Final success* is the success rate of the last evaluation (deterministic policy). "
         f"*Timesteps to {thr}* is the first evaluation reaching a {thr} success rate, averaged over "
-        "the runs that reached it; *k/n* says how many did, *not reached* means none did within "
+        "the runs that reached it (where the environment defines no success, the first reaching a mean "
+        "return of `return_threshold`, when one is set); *k/n* says how many did, *not reached* means none did within "
         "the budget. *VAA* is the exact variability amongst attractors of the actor's recurrent "
         "network (1/n: a single attractor; 1: every state its own attractor), after warmup "
         "(before training for cold runs) and at the end of training.",
@@ -225,9 +226,15 @@ def summary_markdown(
         budget = max(s.budget for s in group)
         lines += [f"## {_env_label(env_id, lengths.get(env_id, math.nan))}", ""]
         lines.append(f"Budget: {budget:,.0f} timesteps per run." if math.isfinite(budget) else "")
+        target = f"timesteps to {thr}"
+        if all(math.isnan(s.success[0]) for s in group):  # no success defined: a return threshold?
+            values = {_num(r.get("return_threshold")) for r in rows if r["env_id"] == env_id}
+            finite = sorted(v for v in values if math.isfinite(v))
+            if finite:
+                target = "timesteps to return >= " + ", ".join(f"{v:g}" for v in finite)
         lines += [
             "",
-            f"| cell | condition | runs | final success | final return | timesteps to {thr} | reached | VAA after warmup | VAA at end | VAA* after warmup |",
+            f"| cell | condition | runs | final success | final return | {target} | reached | VAA after warmup | VAA at end | VAA* after warmup |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in group:

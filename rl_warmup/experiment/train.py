@@ -114,7 +114,8 @@ class RunResult:
     :param final_mean_reward: mean return of the last evaluation.
     :param best_success_rate: best success rate of all evaluations.
     :param timesteps_to_threshold: timesteps of the first evaluation whose success rate reached
-        ``success_threshold``; NaN when never reached.
+        ``success_threshold`` (where the environment has no success: whose mean return reached
+        ``return_threshold``, when set); NaN when never reached.
     :param vaa_after_warmup: per network (``actor``, ``critic``), VAA at timestep 0 (after the
         warmup, or at initialisation for a cold start); empty when VAA logging is off.
     :param vaa_final: per network, VAA at the end of training.
@@ -269,10 +270,19 @@ def _resolved(config: TrainConfig) -> TrainConfig:
     return config.replace(run_name=config.run_dir.name)
 
 
-def timesteps_to_threshold(evaluations: list[dict[str, str]], threshold: float) -> float:
-    """Timesteps of the first evaluation with ``success_rate >= threshold``; NaN if none."""
+def timesteps_to_threshold(
+    evaluations: list[dict[str, str]], threshold: float, return_threshold: float | None = None
+) -> float:
+    """Timesteps of the first evaluation with ``success_rate >= threshold``; where no evaluation
+    has a success rate (the environment reports none), of the first with ``mean_reward >=
+    return_threshold`` when one is given. NaN if none."""
+    has_success = any(not math.isnan(number(row.get("success_rate"))) for row in evaluations)
     for row in evaluations:
-        if number(row.get("success_rate")) >= threshold:
+        if has_success:
+            reached = number(row.get("success_rate")) >= threshold
+        else:
+            reached = return_threshold is not None and number(row.get("mean_reward")) >= return_threshold
+        if reached:
             return float(number(row["timesteps"]))
     return math.nan
 
@@ -498,7 +508,7 @@ def _train(config: TrainConfig, callbacks: list[BaseCallback] | None) -> RunResu
         final_success_rate=successes[-1] if successes else math.nan,
         final_mean_reward=number(evaluations[-1]["mean_reward"]) if evaluations else math.nan,
         best_success_rate=max(finite) if finite else math.nan,
-        timesteps_to_threshold=timesteps_to_threshold(evaluations, config.success_threshold),
+        timesteps_to_threshold=timesteps_to_threshold(evaluations, config.success_threshold, config.return_threshold),
         success_threshold=config.success_threshold,
         vaa_after_warmup=vaa_first,
         vaa_final=vaa_last,

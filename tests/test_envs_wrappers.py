@@ -52,6 +52,16 @@ def test_prev_action_reward_passes_sb3_checker_and_box_actions():
     assert obs[2] == pytest.approx(0.25) and obs[3] == pytest.approx(0.5 * reward)
 
 
+def _image_only() -> gymnasium.Env:
+    """An environment with a 3-D Box observation."""
+
+    class Image(gymnasium.Env):
+        observation_space = spaces.Box(0, 255, (4, 4, 3), np.uint8)
+        action_space = spaces.Discrete(2)
+
+    return Image()
+
+
 def test_prev_action_reward_multidiscrete_and_errors():
     class Toy(gymnasium.Env):
         observation_space = spaces.Box(0, 1, (2,), np.float32)
@@ -70,8 +80,15 @@ def test_prev_action_reward_multidiscrete_and_errors():
     np.testing.assert_array_equal(obs, [1, 1, 0, 1, 0, 1, 0, 1])
     import minigrid  # noqa: F401  (registers MiniGrid's ids)
 
-    with pytest.raises(ValueError, match="1-D Box observation"):
-        envs.PrevActionRewardWrapper(gymnasium.make("MiniGrid-MemoryS7-v0"))
+    # a Dict observation (MiniGrid's) gets two more keys instead; other spaces are refused
+    wrapped = envs.PrevActionRewardWrapper(gymnasium.make("MiniGrid-MemoryS7-v0"))
+    assert {"prev_action", "prev_reward"} <= set(wrapped.observation_space.spaces)
+    obs, _ = wrapped.reset(seed=0)
+    assert wrapped.observation_space.contains(obs) and not obs["prev_action"].any()
+    obs, reward, *_ = wrapped.step(2)
+    assert obs["prev_action"][2] == 1.0 and obs["prev_reward"][0] == reward
+    with pytest.raises(ValueError, match="1-D Box or a Dict observation"):
+        envs.PrevActionRewardWrapper(_image_only())
 
 
 # ---------------------------------------------------------------------------------------------

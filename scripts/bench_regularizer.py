@@ -18,26 +18,16 @@ import time
 import torch
 
 from rl_warmup.experiment.config import resolve_config
-from rl_warmup.experiment.train import make_env
+from rl_warmup.experiment.train import build_model, make_env
 from rl_warmup.regularizer import VAARegularizer
-from rl_warmup.sb3 import FastRecurrentPPO, RecurrentCellPolicy, warmup_recurrent_ppo
+from rl_warmup.sb3 import FastRecurrentPPO, warmup_recurrent_ppo
 
 
 def _model(env_id: str, cell: str, reg: VAARegularizer | None, seed: int) -> FastRecurrentPPO:
+    """The experiment runner's model for the env's presets, warmed up, with ``reg``."""
     config = resolve_config({"env_id": env_id, "cell": cell, "seed": seed})
-    model = FastRecurrentPPO(
-        "MlpLstmPolicy" if cell == "stock_lstm" else RecurrentCellPolicy,
-        make_env(config),
-        n_steps=config.n_steps,
-        batch_size=config.batch_size,
-        n_epochs=config.n_epochs,
-        learning_rate=config.learning_rate,
-        gamma=config.gamma,
-        ent_coef=config.ent_coef,
-        policy_kwargs=config.policy_kwargs(),
-        seed=seed,
-        vaa_regularizer=reg,
-    )
+    model = build_model(config, make_env(config))
+    model.vaa_regularizer = reg
     warmup_recurrent_ppo(model, config=config.warmup_config())
     return model
 

@@ -147,3 +147,11 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, _handler)
+
+
+def parse_as(parser: argparse.ArgumentParser, argv: Sequence[str] | None, prog: str | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` under the program name ``prog`` (when given), so that usage
+    and errors name the command as the user typed it (``rl-warmup train``, ``python scripts/...``)."""
+    if prog:
+        parser.prog = prog
+    return parser.parse_args(argv)

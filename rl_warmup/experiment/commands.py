@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rl_warmup.experiment.cli import parse_as
+
 PROG = "rl-warmup"
 
 
@@ -30,9 +32,7 @@ def train_main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from rl_warmup.experiment.train import describe, train, train_config_from_args, train_parser
 
     parser = train_parser()
-    if prog:
-        parser.prog = prog
-    args = parser.parse_args(argv)
+    args = parse_as(parser, argv, prog)
     try:
         config = train_config_from_args(args)
     except (ValueError, OSError) as e:
@@ -92,9 +92,7 @@ def compare_main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from rl_warmup.experiment.lock import LockedError
 
     parser = compare_parser()
-    if prog:
-        parser.prog = prog
-    args = parser.parse_args(argv)
+    args = parse_as(parser, argv, prog)
     try:
         config = compare_config_from_args(args)
     except ValueError as e:

@@ -29,6 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from rl_warmup.experiment.cli import parse_as
 from rl_warmup.supervised import (
     WARMUP_MODES,
     SupervisedConfig,
@@ -258,10 +259,7 @@ def plot_curves(results: list[dict[str, Any]], out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = build_parser()
-    if prog:
-        parser.prog = prog
-    args = parser.parse_args(argv)
+    args = parse_as(build_parser(), argv, prog)
     try:
         configs = configs_from_args(args)
     except (ValueError, FileNotFoundError) as err:

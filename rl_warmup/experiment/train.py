@@ -230,6 +230,39 @@ def make_env(config: TrainConfig, *, n_envs: int | None = None, seed: int | None
     )
 
 
+def build_model(config: TrainConfig, venv: VecEnv) -> Any:
+    """A new ``FastRecurrentPPO`` with the run's policy and PPO settings (no warmup yet):
+    ``RecurrentCellPolicy`` (``RecurrentCellMultiInputPolicy`` for ``Dict`` observations), or
+    sb3-contrib's ``MlpLstmPolicy`` / ``MultiInputLstmPolicy`` for ``cell="stock_lstm"``."""
+    from rl_warmup.sb3.policies import RecurrentCellMultiInputPolicy, RecurrentCellPolicy
+    from rl_warmup.sb3.ppo import FastRecurrentPPO
+
+    # RecurrentPPO's updates with less overhead per minibatch (rl_warmup.sb3.ppo)
+    multi_input = isinstance(venv.observation_space, gym.spaces.Dict)
+    policy: Any = RecurrentCellMultiInputPolicy if multi_input else RecurrentCellPolicy
+    if config.cell == STOCK_LSTM:
+        policy = "MultiInputLstmPolicy" if multi_input else "MlpLstmPolicy"
+    return FastRecurrentPPO(
+        policy,
+        venv,
+        learning_rate=config.learning_rate,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        policy_kwargs=config.policy_kwargs(),
+        seed=config.seed,
+        device=config.device,
+        verbose=0,
+        vaa_regularizer=config.vaa_regularizer(),
+    )
+
+
 # -- the run ------------------------------------------------------------------------------------
 def config_differences(saved: TrainConfig, wanted: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """Fields that differ between two configurations, ignoring those a resume may change."""
@@ -324,7 +357,6 @@ LOCK_FILE = ".lock"
 
 
 def _train(config: TrainConfig, callbacks: list[BaseCallback] | None) -> RunResult:
-    from rl_warmup.sb3.policies import RecurrentCellMultiInputPolicy, RecurrentCellPolicy
     from rl_warmup.sb3.ppo import FastRecurrentPPO
 
     run_dir = config.run_dir
@@ -392,30 +424,7 @@ def _train(config: TrainConfig, callbacks: list[BaseCallback] | None) -> RunResu
         model = FastRecurrentPPO.load(ckpt, env=venv, device=config.device)
         snapshot = checkpoint_read.snapshot
     else:
-        # RecurrentPPO's updates with less overhead per minibatch (rl_warmup.sb3.ppo)
-        multi_input = isinstance(venv.observation_space, gym.spaces.Dict)
-        policy: Any = RecurrentCellMultiInputPolicy if multi_input else RecurrentCellPolicy
-        if config.cell == STOCK_LSTM:
-            policy = "MultiInputLstmPolicy" if multi_input else "MlpLstmPolicy"
-        model = FastRecurrentPPO(
-            policy,
-            venv,
-            learning_rate=config.learning_rate,
-            n_steps=config.n_steps,
-            batch_size=config.batch_size,
-            n_epochs=config.n_epochs,
-            gamma=config.gamma,
-            gae_lambda=config.gae_lambda,
-            clip_range=config.clip_range,
-            ent_coef=config.ent_coef,
-            vf_coef=config.vf_coef,
-            max_grad_norm=config.max_grad_norm,
-            policy_kwargs=config.policy_kwargs(),
-            seed=config.seed,
-            device=config.device,
-            verbose=0,
-            vaa_regularizer=config.vaa_regularizer(),
-        )
+        model = build_model(config, venv)
     model.set_logger(make_logger(config, run_dir))
 
     own: list[BaseCallback] = []

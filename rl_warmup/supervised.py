@@ -48,7 +48,8 @@ from envs.supervised import SUPERVISED_TASKS, SequenceBatch, SupervisedTask
 from envs.supervised.mnist import Source as MnistSource
 from rl_warmup._docs import field_docs as field_docs  # re-exported for scripts/supervised.py
 from rl_warmup.cells import CELL_NAMES, RecurrentNetwork
-from rl_warmup.vaa import measure_vaa
+from rl_warmup.regularizer import VAARegularizer, vaa_star_penalty
+from rl_warmup.vaa import initial_states, measure_vaa
 from rl_warmup.warmup import WarmupConfig, WarmupResult, _denormals_flushed, warmup
 
 WarmupMode = Literal["none", "full", "double"]
@@ -65,11 +66,15 @@ LOG_COLUMNS: tuple[str, ...] = (
     "vaa",
     "vaa_nonfinite",
     "seconds",
+    "reg_star",
 )
 """Columns of ``log.csv``. ``train_loss`` is the mean over the epoch's batches (empty for epoch
 0); ``val_accuracy`` is empty for regression tasks; ``vaa_nonfinite`` counts the settled states
 that were not finite; ``seconds`` is the wall time of the epoch (training, validation and VAA;
-for epoch 0, data generation and warmup)."""
+for epoch 0, data generation and warmup); ``reg_star`` is the mean VAA* of the regulariser's
+penalties during the epoch (empty without regulariser, and for epoch 0)."""
+
+_REG = VAARegularizer()
 
 _CKPT_VERSION = 1
 _FIXED_LENGTHS = {"psmnist": 784, "smnist": 784, "rowmnist": 28}  # chrono-LSTM's T_max
@@ -159,6 +164,17 @@ class SupervisedConfig:
     """Adam learning rate."""
     grad_clip: float | None = None
     """Clip the gradient norm to this value; ``None``: no clipping (the paper's setting)."""
+    reg_coef: float = 0.0
+    """Weight of the VAA* regulariser coef * mean_l (VAA*_l - target)^2 added to the training
+    loss (rl_warmup.regularizer, beyond the paper); 0: off."""
+    reg_target: float = _REG.target
+    """VAA* each recurrent layer is pulled toward by the regulariser."""
+    reg_every: int = _REG.every
+    """Training batches between two penalties (1: every batch)."""
+    reg_settle_max: int = _REG.settle_max
+    """Each penalty settles for M ~ U{1..reg_settle_max} steps."""
+    reg_n_states: int = _REG.n_states
+    """Initial states per penalty: random prefixes of the current batch's sequences."""
     eval_batch_size: int = 1_000
     """Batch size of the validation and test evaluations (no gradient)."""
     vaa_settle_steps: int = 1_000
@@ -201,6 +217,7 @@ class SupervisedConfig:
             raise ValueError(f"warmup='double' needs an even hidden_size, got {self.hidden_size}")
         if self.warmup != "none":
             self.warmup_config()  # validates the warmup fields
+        self.vaa_regularizer()  # validates the reg_* fields
         spec = self.task_spec
         if spec.needs_data:
             sources = typing.get_args(MnistSource)
@@ -257,6 +274,20 @@ class SupervisedConfig:
             restart_moving=self.warmup_restart_moving,
             seed=self.seed,
         )
+
+    def vaa_regularizer(self) -> VAARegularizer | None:
+        """The :class:`~rl_warmup.regularizer.VAARegularizer` of the ``reg_*`` fields; ``None``
+        when ``reg_coef`` is 0."""
+        reg = VAARegularizer(
+            coef=self.reg_coef,
+            target=self.reg_target,
+            every=self.reg_every,
+            settle_max=self.reg_settle_max,
+            n_states=self.reg_n_states,
+            epsilon=self.vaa_epsilon,
+            seed=self.seed,
+        )
+        return reg if reg.coef > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -445,6 +476,7 @@ class EpochRecord(NamedTuple):
     vaa: float
     vaa_nonfinite: int
     seconds: float
+    reg_star: float | None = None
 
 
 @dataclass
@@ -500,6 +532,7 @@ def read_log(path: str | os.PathLike[str]) -> list[EpochRecord]:
                 float(row["vaa"]),
                 int(row["vaa_nonfinite"]),
                 float(row["seconds"]),
+                num(row.get("reg_star") or ""),
             )
             for row in csv.DictReader(fh)
         ]
@@ -549,6 +582,21 @@ def _measure(model: SequenceModel, train_inputs: Tensor, config: SupervisedConfi
     return measure_vaa(
         model.network, train_inputs, config.vaa_settle_steps, config.vaa_n, config.vaa_epsilon, gen
     )
+
+
+def _regularizer_loss(
+    model: SequenceModel, batch_inputs: Tensor, reg: VAARegularizer, step: int
+) -> tuple[Tensor, float]:
+    """``coef * mean_l (VAA*_l - target)^2`` on states reached over random prefixes of the
+    batch's sequences, and the mean VAA*; the draws depend only on the seed and the global batch
+    index ``step``, so that a resumed run draws what it would have drawn."""
+    base = reg.seed if reg.seed is not None else 0
+    generator = torch.Generator().manual_seed((int(base) * 1_000_003 + step) % 2**63)
+    with torch.no_grad():
+        states = initial_states(model.network, batch_inputs, generator, n=reg.n_states)
+    settle = int(torch.randint(1, reg.settle_max + 1, (1,), generator=generator))
+    penalty, stars = vaa_star_penalty(model.network, states, settle, reg, generator)
+    return reg.coef * penalty, float(stars.detach().mean())
 
 
 def _batches(order: Tensor, batch_size: int, start: int) -> Iterator[tuple[int, Tensor]]:
@@ -629,6 +677,8 @@ def _train_supervised(
     train_inputs = data.train[0]
     n_train = train_inputs.shape[0]
     order_gen = torch.Generator().manual_seed(config.seed + 7_919)
+    reg = config.vaa_regularizer()
+    reg_sum, reg_count = 0.0, 0
 
     def log(record: EpochRecord) -> None:
         result.history.append(record)
@@ -691,6 +741,7 @@ def _train_supervised(
         epoch_gen_state = checkpoint["epoch_gen_state"]
         epoch, batch_start = checkpoint["epoch"], checkpoint["batch"]
         loss_sum, loss_count = checkpoint["loss_sum"], checkpoint["loss_count"]
+        reg_sum, reg_count = checkpoint.get("reg_sum", 0.0), checkpoint.get("reg_count", 0)
         for key in ("vaa_after_warmup", "warmup_restarts", "warmup_restart_reasons",
                     "warmup_final_vaa_star", "best_epoch", "best_val_loss"):
             setattr(result, key, checkpoint[key])
@@ -711,6 +762,8 @@ def _train_supervised(
             "epoch_gen_state": epoch_gen_state,
             "loss_sum": loss_sum,
             "loss_count": loss_count,
+            "reg_sum": reg_sum,
+            "reg_count": reg_count,
             "epoch_seconds": time.perf_counter() - epoch_start,
             "history": [tuple(r) for r in result.history],
             "vaa_after_warmup": result.vaa_after_warmup,
@@ -745,8 +798,14 @@ def _train_supervised(
             for b, idx in _batches(order, config.batch_size, batch_start):
                 preds = model(inputs[idx], mask[idx])
                 loss, _ = masked_loss(preds, targets[idx], mask[idx], task)
+                objective = loss
+                if reg is not None and ((epoch - 1) * n_batches + b) % reg.every == 0:
+                    reg_loss, reg_star = _regularizer_loss(model, inputs[idx], reg, (epoch - 1) * n_batches + b)
+                    objective = loss + reg_loss
+                    reg_sum += reg_star
+                    reg_count += 1
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                objective.backward()
                 if config.grad_clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
@@ -764,11 +823,12 @@ def _train_supervised(
                 save_best()
             record = EpochRecord(
                 epoch, loss_sum / max(loss_count, 1), val_loss, val_acc, m.vaa, m.n_nonfinite,
-                time.perf_counter() - epoch_start,
+                time.perf_counter() - epoch_start, reg_sum / reg_count if reg_count else None,
             )
             epoch += 1
             epoch_gen_state = order_gen.get_state()
             batch_start, batch_done, loss_sum, loss_count = 0, 0, 0.0, 0
+            reg_sum, reg_count = 0.0, 0
             epoch_start = time.perf_counter()
             log(record)
             if last_path is not None:

@@ -96,6 +96,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ack8": {"adaptive_settle": True, "grad_clip": 1.0, "perturbations": 8},
     "ack8-m500": {"adaptive_settle": True, "grad_clip": 1.0, "perturbations": 8, "settle_max": 500},
     "ck8-r": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-2, "restart_below": 0.07},
+    "ck8-h": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-2, "restart_below": 0.07,
+              "restart_horizon": 2000, "max_restarts": 10},
     "k8": {"perturbations": 8},
     "ck8": {"grad_clip": 1.0, "perturbations": 8},
     "ortho-c": {"lstm_init": "orthogonal", "grad_clip": 1.0},

@@ -81,6 +81,22 @@ class VAARegularizer:
             return cls(**value)
         raise TypeError(f"vaa_regularizer must be a VAARegularizer or a dict of its fields, got {type(value).__name__}")
 
+    @classmethod
+    def from_reg_fields(cls, config: Any, epsilon: float, seed: int | None) -> VAARegularizer | None:
+        """The regulariser of a run config's ``reg_coef``, ``reg_target``, ``reg_every``,
+        ``reg_settle_max`` and ``reg_n_states`` fields (``TrainConfig``, ``SupervisedConfig``);
+        ``None`` when ``reg_coef`` is 0. The fields are checked either way."""
+        reg = cls(
+            coef=config.reg_coef,
+            target=config.reg_target,
+            every=config.reg_every,
+            settle_max=config.reg_settle_max,
+            n_states=config.reg_n_states,
+            epsilon=epsilon,
+            seed=seed,
+        )
+        return reg if reg.coef > 0 else None
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

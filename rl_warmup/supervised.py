@@ -278,16 +278,7 @@ class SupervisedConfig:
     def vaa_regularizer(self) -> VAARegularizer | None:
         """The :class:`~rl_warmup.regularizer.VAARegularizer` of the ``reg_*`` fields; ``None``
         when ``reg_coef`` is 0."""
-        reg = VAARegularizer(
-            coef=self.reg_coef,
-            target=self.reg_target,
-            every=self.reg_every,
-            settle_max=self.reg_settle_max,
-            n_states=self.reg_n_states,
-            epsilon=self.vaa_epsilon,
-            seed=self.seed,
-        )
-        return reg if reg.coef > 0 else None
+        return VAARegularizer.from_reg_fields(self, self.vaa_epsilon, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -289,16 +289,7 @@ class TrainConfig:
 
     def vaa_regularizer(self) -> VAARegularizer | None:
         """The :class:`VAARegularizer` of the ``reg_*`` fields; ``None`` when ``reg_coef`` is 0."""
-        reg = VAARegularizer(
-            coef=self.reg_coef,
-            target=self.reg_target,
-            every=self.reg_every,
-            settle_max=self.reg_settle_max,
-            n_states=self.reg_n_states,
-            epsilon=self.warmup_epsilon,
-            seed=self.seed,
-        )
-        return reg if reg.coef > 0 else None
+        return VAARegularizer.from_reg_fields(self, self.warmup_epsilon, self.seed)
 
     @property
     def run_dir(self) -> Path:

@@ -790,8 +790,9 @@ def _train_supervised(
                 preds = model(inputs[idx], mask[idx])
                 loss, _ = masked_loss(preds, targets[idx], mask[idx], task)
                 objective = loss
-                if reg is not None and ((epoch - 1) * n_batches + b) % reg.every == 0:
-                    reg_loss, reg_star = _regularizer_loss(model, inputs[idx], reg, (epoch - 1) * n_batches + b)
+                step = (epoch - 1) * n_batches + b  # global batch index: the regulariser's schedule and draws
+                if reg is not None and step % reg.every == 0:
+                    reg_loss, reg_star = _regularizer_loss(model, inputs[idx], reg, step)
                     objective = loss + reg_loss
                     reg_sum += reg_star
                     reg_count += 1

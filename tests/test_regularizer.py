@@ -69,31 +69,34 @@ def test_only_the_actor_recurrent_parameters_get_its_gradient(cell: str) -> None
             assert id(p) in recurrent, f"{name} is not a recurrent parameter of the actor"
 
 
-def test_a_seeded_run_keeps_its_attractors_with_the_regulariser_only() -> None:
-    """Passive T-Maze L = 10, warmed GRU 32, a large PPO learning rate (1e-2) that destroys the
-    warmup's attractors within 10k steps; with the regulariser (coef 1) they survive."""
+def test_a_seeded_regularised_run_keeps_its_attractors() -> None:
+    """Passive T-Maze L = 10, warmed GRU 32, PPO at a large learning rate (1e-2): with the
+    regulariser (coef 1) the exact VAA is still >= 0.1 after 10k steps, and its VAA* is logged.
+
+    The contrast "and falls without it" is asserted by the supervised test below, not here: in
+    this RL setting whether *plain* training merges the attractors depends on the machine's
+    floating point (it did where this test was written; on 2026-12-06 plain runs kept 0.30 in
+    3/3 seeds at lr 1e-2 and fell to 0.02 in 1-2 of 3 at lr 3e-2, see docs/regularizer.md), so a
+    test of it would assert the platform, not the regulariser."""
     from rl_warmup.sb3 import collect_policy_sequences, warmup_recurrent_ppo
     from rl_warmup.sb3.warmup import recurrent_networks
     from rl_warmup.vaa import measure_vaa
 
     torch.set_num_threads(1)
-    end = {}
-    for name, reg in (("plain", None), ("regularised", {"coef": 1.0})):
-        model = _model(reg, seed=0, lr=1e-2, hidden=32)
-        warmup_recurrent_ppo(model)
-        sequences = collect_policy_sequences(model, n_episodes=32)["actor"]
-        network = recurrent_networks(model.policy)["actor"]
+    model = _model({"coef": 1.0}, seed=0, lr=1e-2, hidden=32)
+    warmup_recurrent_ppo(model)
+    sequences = collect_policy_sequences(model, n_episodes=32)["actor"]
+    network = recurrent_networks(model.policy)["actor"]
 
-        def exact() -> float:
-            return measure_vaa(network, sequences, settle_steps=1000, n=64, generator=torch.Generator().manual_seed(0)).vaa  # noqa: B023
+    def exact() -> float:
+        return measure_vaa(network, sequences, settle_steps=1000, n=64, generator=torch.Generator().manual_seed(0)).vaa
 
-        start = exact()
-        model.learn(10_000)
-        end[name] = (start, exact(), model.logger.name_to_value.get("train/vaa_reg_star"))
-    (start_plain, plain, _), (start_reg, regularised, star) = end["plain"], end["regularised"]
-    assert start_plain == start_reg > 0.1  # the same warmed network
-    assert star is not None  # logged
-    assert regularised >= 0.1 > plain, end
+    start = exact()
+    model.learn(10_000)
+    star = model.logger.name_to_value.get("train/vaa_reg_star")
+    assert start > 0.1  # warmed
+    assert star is not None and 0 < star <= 1  # the penalty ran and was logged
+    assert exact() >= 0.1
 
 
 # -- the supervised trainer ----------------------------------------------------------------------

@@ -642,3 +642,25 @@ def test_stock_lstm_trains_sb3_contribs_policy_and_warms_it(tmp_path: Path) -> N
     assert result.warmup_vaa_star["actor"] == warmup["actor"]["final_vaa_star"]
     with pytest.raises(ValueError, match="stock_lstm has none"):
         resolve_config({**settings, "warmup": "double"})
+
+
+def test_stop_at_threshold_ends_the_run_at_its_first_solved_evaluation(tmp_path: Path) -> None:
+    """A warmed GRU on the Passive T-Maze L = 10 solves it within its 20k-step preset: with
+    ``stop_at_threshold`` the run ends at that evaluation, and the same run without it goes on."""
+    from rl_warmup.experiment import train
+    from rl_warmup.experiment.config import resolve_config
+    from rl_warmup.experiment.train import read_csv
+
+    base = {"env_id": "rl_warmup/PassiveTMaze-v0", "cell": "gru", "warmup": "full", "seed": 0, "vaa_every": 0,
+            "progress_bar": False, "tensorboard": False, "threads": 1}
+    stopped = train(resolve_config({**base, "stop_at_threshold": True, "output_dir": str(tmp_path / "a")}))
+    assert stopped.timesteps_to_threshold < 20_000
+    assert stopped.num_timesteps == stopped.timesteps_to_threshold  # nothing after the solved evaluation
+    rows = read_csv(Path(stopped.run_dir) / "evaluations.csv")
+    assert float(rows[-1]["success_rate"]) >= 0.95 and all(float(r["success_rate"]) < 0.95 for r in rows[:-1])
+    assert (Path(stopped.run_dir) / "model.zip").exists() and (Path(stopped.run_dir) / "result.json").exists()
+
+    budget = int(stopped.timesteps_to_threshold) + 2 * 1056  # two more evaluations
+    full = train(resolve_config({**base, "total_timesteps": budget, "output_dir": str(tmp_path / "b")}))
+    assert full.num_timesteps >= budget
+    assert full.timesteps_to_threshold == stopped.timesteps_to_threshold  # the same run up to there

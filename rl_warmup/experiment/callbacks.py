@@ -53,12 +53,25 @@ class EvaluationCallback(BaseCallback):
     :param best_path: where to keep the model of the best evaluation so far (``best_model.zip``,
         with ``best_model_vecnormalize.pkl`` when normalised): highest success rate, or highest
         mean return where the environment reports no success. ``None``: not kept.
+    :param stop_at: ``(success_threshold, return_threshold)``: end training (``_on_step`` returns
+        False) once an evaluation reaches the success threshold, or, where the environment
+        reports no success, the return threshold (if not None). ``None``: never stop.
     """
 
     def __init__(
-        self, eval_env: VecEnv, path: Path, *, eval_freq: int, n_episodes: int, seed: int, best_path: Path | None = None
+        self,
+        eval_env: VecEnv,
+        path: Path,
+        *,
+        eval_freq: int,
+        n_episodes: int,
+        seed: int,
+        best_path: Path | None = None,
+        stop_at: tuple[float, float | None] | None = None,
     ) -> None:
         super().__init__()
+        self.stop_at = stop_at
+        self.reached = False
         self.best_path = best_path
         self.best_score = -math.inf
         self.eval_env = eval_env
@@ -79,6 +92,7 @@ class EvaluationCallback(BaseCallback):
             self.last_timesteps = int(number(rows[-1]["timesteps"]))
         scores = [_score(number(r["success_rate"]), number(r["mean_reward"])) for r in rows]
         self.best_score = max(scores, default=-math.inf)
+        self.reached = any(self._reaches(number(r["success_rate"]), number(r["mean_reward"])) for r in rows)
         if self.last_timesteps < 0:
             self.evaluate()  # before training: the starting point of the learning curve
         self._schedule()
@@ -122,6 +136,7 @@ class EvaluationCallback(BaseCallback):
         }
         self.writer.append(row)
         self.last_timesteps = int(self.num_timesteps)
+        self.reached = self.reached or self._reaches(success, row["mean_reward"])
         score = _score(success, row["mean_reward"])
         if self.best_path is not None and score > self.best_score:
             self.best_score = score
@@ -148,11 +163,19 @@ class EvaluationCallback(BaseCallback):
                 normalize.save(stats.with_suffix(".tmp"))
                 os.replace(stats.with_suffix(".tmp"), stats)
 
+    def _reaches(self, success: float, mean_reward: float) -> bool:
+        if self.stop_at is None:
+            return False
+        threshold, return_threshold = self.stop_at
+        if not math.isnan(success):
+            return success >= threshold
+        return return_threshold is not None and mean_reward >= return_threshold
+
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_eval:
             self.evaluate()
             self._schedule()
-        return True
+        return not self.reached
 
 
 class WarmupRecorder(WarmupCallback):

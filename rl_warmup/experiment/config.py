@@ -203,6 +203,11 @@ class TrainConfig:
     return_threshold: float | None = None
     """Where the environment reports no success (POPGym, CartPole...): the mean evaluation
     return that counts as solved, for the timesteps to threshold; none: not measured there."""
+    stop_at_threshold: bool = False
+    """Stop training at the first evaluation that reaches the threshold (``success_threshold``,
+    or ``return_threshold`` where there is no success): the run ends there, ``result.json``
+    written, with fewer than ``total_timesteps`` steps. For generous budgets whose only question
+    is *when* an agent solves the task (steps to threshold)."""
     checkpoint_freq: int = 10_000
     """Save the checkpoint every this many timesteps (also at the end, on Ctrl-C, SIGTERM or a crash)."""
     vaa_every: int = 10

@@ -458,6 +458,7 @@ def _train(config: TrainConfig, callbacks: list[BaseCallback] | None) -> RunResu
         n_episodes=config.eval_episodes,
         seed=config.seed + EVAL_SEED_OFFSET,
         best_path=run_dir / BEST_MODEL,
+        stop_at=(config.success_threshold, config.return_threshold) if config.stop_at_threshold else None,
     )
     evaluation.offset_seconds = previous_seconds
     evaluation.start_time = start

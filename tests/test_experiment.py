@@ -664,3 +664,24 @@ def test_stop_at_threshold_ends_the_run_at_its_first_solved_evaluation(tmp_path:
     full = train(resolve_config({**base, "total_timesteps": budget, "output_dir": str(tmp_path / "b")}))
     assert full.num_timesteps >= budget
     assert full.timesteps_to_threshold == stopped.timesteps_to_threshold  # the same run up to there
+
+
+@pytest.mark.parametrize("cell", ["lstm", "stock_lstm"])
+def test_lstm_forget_bias_is_set_in_every_lstm_of_the_policy(cell: str) -> None:
+    import torch
+
+    from rl_warmup.experiment.config import resolve_config
+    from rl_warmup.experiment.train import build_model, make_env
+
+    config = resolve_config({"env_id": "rl_warmup/PassiveTMaze-v0", "cell": cell, "hidden_size": 8, "lstm_forget_bias": 1.0})
+    venv = make_env(config)
+    model = build_model(config, venv)
+    lstms = [m for m in model.policy.modules() if isinstance(m, torch.nn.LSTM)]
+    assert len(lstms) >= 2  # actor and critic
+    for lstm in lstms:
+        assert torch.all(lstm.bias_ih_l0[8:16] == 1.0) and torch.all(lstm.bias_hh_l0[8:16] == 0.0)
+        assert not torch.all(lstm.bias_ih_l0[:8] == 1.0)  # the other gates keep their initialisation
+    model.learn(64)  # trains with it
+    venv.close()
+    with pytest.raises(ValueError, match="lstm_forget_bias applies to cell lstm"):
+        resolve_config({"cell": "gru", "lstm_forget_bias": 1.0})

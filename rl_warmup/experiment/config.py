@@ -69,6 +69,10 @@ class TrainConfig:
     """Stacked recurrent layers."""
     t_max: int = 100
     """Range of time dependencies of the chrono-LSTM initialisation (other cells ignore it)."""
+    lstm_forget_bias: float | None = None
+    """LSTM cells (lstm, stock_lstm) only: set every LSTM's forget-gate bias to this when the
+    model is built (``bias_ih`` to it, ``bias_hh`` to 0; 1 is Gers et al.'s and Jozefowicz et
+    al.'s advice), before any warmup; none: PyTorch's initialisation."""
     warmup: str = "none"
     """Warmup mode: none (cold start), full (whole network warmed) or double (double layers, first
     halves warmed)."""
@@ -271,6 +275,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must lie in {text}, got {value}")
         if self.t_max < 1:
             raise ValueError(f"t_max must be >= 1, got {self.t_max}")
+        if self.lstm_forget_bias is not None:
+            if self.cell not in ("lstm", STOCK_LSTM):
+                raise ValueError(f"lstm_forget_bias applies to cell lstm or {STOCK_LSTM}, not {self.cell!r}")
+            if not math.isfinite(self.lstm_forget_bias):
+                raise ValueError(f"lstm_forget_bias must be finite, got {self.lstm_forget_bias}")
         check_device_name(self.device)
         if not 0 < self.success_threshold <= 1:
             raise ValueError(f"success_threshold must lie in (0, 1], got {self.success_threshold}")

@@ -5,6 +5,7 @@
     rl-warmup compare                       # the main job: warmed vs cold over a small grid
     rl-warmup train --env-id rl_warmup/PassiveTMaze-L50-v0 --cell gru --warmup full
     rl-warmup supervised --task copy --length 300 --cells gru lstm
+    rl-warmup ladder results/ladder_gru results/ladder_fb1:fb1   # success against memory length
     rl-warmup <command> --help
 
 ``python -m rl_warmup`` is the same command. Each ``*_main`` takes the arguments after the
@@ -143,10 +144,44 @@ def supervised_main(argv: list[str] | None = None, prog: str | None = None) -> i
     return supervised(argv, prog=prog)
 
 
+def ladder_main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Merge comparisons into the memory-length ladder (:mod:`rl_warmup.experiment.ladder`)."""
+    import argparse
+
+    from rl_warmup.experiment.ladder import ladder_markdown, load_runs, plot_ladder
+
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Success against memory length per condition, merged over the output directories of "
+        "several `compare` invocations: a markdown table (with memory horizons and cold/warmed speed-ups) "
+        "and a plot.",
+    )
+    parser.add_argument("sources", nargs="+", metavar="DIR[:TAG]",
+                        help="a compare --output-dir; TAG names its rows, e.g. results/ladder_fb1:fb1")
+    parser.add_argument("--output-dir", default="results/ladder", help="where ladder.md and ladder.png go")
+    parser.add_argument("--threshold", type=float, default=0.95, help="success rate that counts as solved")
+    args = parser.parse_args(argv)
+    try:
+        runs = load_runs(args.sources)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not runs:
+        print("error: no finished run in " + ", ".join(args.sources), file=sys.stderr)
+        return 2
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ladder.md").write_text(ladder_markdown(runs, threshold=args.threshold))
+    plot_ladder(runs, out / "ladder.png", threshold=args.threshold)
+    print(f"{len(runs)} runs: {out / 'ladder.md'}, {out / 'ladder.png'}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
     "train": (train_main, "train one agent, cold or warmed up"),
     "compare": (compare_main, "warmed vs cold agents over a grid of cells, environments and seeds, with a report"),
     "supervised": (supervised_main, "copy-first-input, denoising, permuted sequential MNIST"),
+    "ladder": (ladder_main, "success against memory length, merged over several compare directories"),
 }
 
 

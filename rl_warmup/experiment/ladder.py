@@ -1,0 +1,267 @@
+"""The memory-length ladder: success against memory length per condition, over several
+comparisons (``scripts/compare.py`` output directories), in the shape of Ni et al. (2023)'s
+figure, with the memory horizon of each run's actor after warmup and cold/warmed speed-ups.
+
+A comparison directory is one invocation of ``scripts/compare.py`` (its ``results.csv`` and
+``runs/``). Several directories are merged because the ladder's conditions differ in settings that
+``--set`` applies to a whole invocation (``lstm_forget_bias=1``, budgets per length): a ``TAG``
+given with a directory (``DIR:TAG``) names its rows, e.g. ``cold lstm (fb1)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rl_warmup.experiment.logs import read_csv
+from rl_warmup.experiment.report import _family, _figure, _num
+
+
+@dataclass(frozen=True)
+class LadderRun:
+    """One finished run of the ladder."""
+
+    label: str
+    """``<condition> <cell>``, with `` (<tag>)`` when its comparison was tagged."""
+    env_id: str
+    family: str
+    memory_length: float
+    seed: int
+    reached: bool
+    timesteps_to_threshold: float
+    """NaN when not reached."""
+    num_timesteps: float
+    final_success: float
+    best_success: float
+    vaa_after_warmup: float
+    vaa_final: float
+    horizon: float
+    """Memory horizon of the actor before training (after warmup): the first settling length M at
+    which its exact VAA fell below half its value at the smallest M; ``inf`` when it never did up
+    to ``horizon_max``; NaN when not measured."""
+    horizon_max: float
+    """The largest M of that measure."""
+    wall_seconds: float
+
+
+def _memory_length(env_id: str, value: str) -> float:
+    length = _num(value)
+    if math.isfinite(length):
+        return length
+    match = re.search(r"-L(\d+)", env_id)
+    return float(match.group(1)) if match else math.nan
+
+
+def _horizon(run_dir: Path) -> tuple[float, float]:
+    """The actor's memory horizon before training and the largest M it was measured at: from
+    ``warmup.json`` (the warmup's own curve, up to its largest checkpoint) when there is one,
+    else from the first row of ``vaa.csv`` (the VAA logger's curve)."""
+    warmup = run_dir / "warmup.json"
+    if warmup.exists():
+        actor = json.loads(warmup.read_text()).get("networks", {}).get("actor", {})
+        curve = {int(k): v for k, v in (actor.get("vaa_curve") or {}).items()}
+        if curve:
+            horizon = actor.get("vaa_horizon")
+            return (math.inf if horizon is None else float(horizon)), float(max(curve))
+    rows = read_csv(run_dir / "vaa.csv") if (run_dir / "vaa.csv").exists() else []
+    if rows and "vaa/actor_horizon" in rows[0]:
+        ms = [int(k.rsplit("_M", 1)[1]) for k in rows[0] if k.startswith("vaa/actor_M")]
+        return _num(rows[0]["vaa/actor_horizon"]), float(max(ms, default=math.nan))
+    return math.nan, math.nan
+
+
+def load_runs(sources: Sequence[str]) -> list[LadderRun]:
+    """The finished runs of comparison directories given as ``DIR`` or ``DIR:TAG``.
+
+    :raises FileNotFoundError: when a directory has no ``results.csv`` (run ``scripts/compare.py``
+        with ``--output-dir DIR`` first, or ``--report-only`` to rebuild it).
+    """
+    runs: list[LadderRun] = []
+    for source in sources:
+        directory, _, tag = source.partition(":")
+        path = Path(directory) / "results.csv"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: give the --output-dir of a scripts/compare.py run")
+        for row in read_csv(path):
+            if row.get("status") != "finished":
+                continue
+            label = f"{row['condition']} {row['cell']}" + (f" ({tag})" if tag else "")
+            steps = _num(row["timesteps_to_threshold"])
+            run_dir = Path(row["run_dir"])
+            if not run_dir.is_absolute() and not run_dir.exists():
+                run_dir = Path(directory) / "runs" / run_dir.name
+            horizon, horizon_max = _horizon(run_dir) if run_dir.exists() else (math.nan, math.nan)
+            runs.append(
+                LadderRun(
+                    label=label,
+                    env_id=row["env_id"],
+                    family=_family(row["env_id"]),
+                    memory_length=_memory_length(row["env_id"], row.get("memory_length", "")),
+                    seed=int(row["seed"]),
+                    reached=math.isfinite(steps),
+                    timesteps_to_threshold=steps,
+                    num_timesteps=_num(row["num_timesteps"]),
+                    final_success=_num(row["final_success_rate"]),
+                    best_success=_num(row["best_success_rate"]),
+                    vaa_after_warmup=_num(row.get("vaa_after_warmup_actor")),
+                    vaa_final=_num(row.get("vaa_final_actor")),
+                    horizon=horizon,
+                    horizon_max=horizon_max,
+                    wall_seconds=_num(row["wall_seconds"]),
+                )
+            )
+    return runs
+
+
+def speedup(
+    cold: Sequence[LadderRun], warmed: Sequence[LadderRun], *, confidence: float = 0.95, n_resamples: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float, float, bool]:
+    """Mean timesteps to threshold of the cold runs over that of the warmed runs, with a
+    percentile bootstrap interval (seeds resampled within each condition). A run that did not
+    reach the threshold counts with the timesteps it ran (its budget), so the ratio is then a
+    lower bound if only cold runs failed (``censored`` True), an upper bound if only warmed ones
+    did.
+
+    :return: ``(ratio, low, high, censored)``; NaNs when either side is empty.
+    """
+    def steps(runs: Sequence[LadderRun]) -> np.ndarray:
+        return np.asarray([r.timesteps_to_threshold if r.reached else r.num_timesteps for r in runs], dtype=float)
+
+    a, b = steps(cold), steps(warmed)
+    if a.size == 0 or b.size == 0:
+        return math.nan, math.nan, math.nan, False
+    rng = np.random.default_rng(seed)
+    ratios = a[rng.integers(0, a.size, (n_resamples, a.size))].mean(1) / b[rng.integers(0, b.size, (n_resamples, b.size))].mean(1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(ratios, [alpha, 1 - alpha])
+    censored = any(not r.reached for r in cold)
+    return float(a.mean() / b.mean()), float(low), float(high), censored
+
+
+def _ordered_labels(runs: Sequence[LadderRun]) -> list[str]:
+    """Condition labels grouped by cell (and tag), cold before warmed."""
+    return sorted({r.label for r in runs}, key=lambda label: (label.partition(" ")[2], label.partition(" ")[0]))
+
+
+def _median(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.median(finite)) if finite else math.nan
+
+
+def _steps(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value / 1000:,.0f}k"
+
+
+def _horizon_text(runs: Sequence[LadderRun]) -> str:
+    values = [r.horizon for r in runs if not math.isnan(r.horizon)]
+    if not values:
+        return "-"
+    top = max(r.horizon_max for r in runs if not math.isnan(r.horizon))
+    median = float(np.median(values))
+    return f"> {top:,.0f}" if math.isinf(median) else f"{median:,.0f}"
+
+
+def ladder_markdown(runs: Sequence[LadderRun], *, threshold: float = 0.95) -> str:
+    """A table per environment family: one row per condition label and memory length."""
+    lines: list[str] = []
+    families = dict.fromkeys(r.family for r in sorted(runs, key=lambda r: (r.family, r.memory_length)))
+    for family in families:
+        members = [r for r in runs if r.family == family]
+        lines += [
+            f"### {family}",
+            "",
+            f"| condition | L | runs | reached {100 * threshold:g} % | final success (mean) | timesteps to "
+            f"{100 * threshold:g} % (median of those that reached) | budget | VAA after warmup | VAA at end | "
+            "memory horizon after warmup (median) | wall per run (median) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        labels = _ordered_labels(members)
+        for label in labels:
+            for length in sorted({r.memory_length for r in members if r.label == label}):
+                group = [r for r in members if r.label == label and r.memory_length == length]
+                reached = [r for r in group if r.reached]
+                lines.append(
+                    f"| {label} | {length:g} | {len(group)} | {len(reached)}/{len(group)} | "
+                    f"{np.mean([r.final_success for r in group]):.2f} | "
+                    f"{_steps(_median([r.timesteps_to_threshold for r in reached]))} | "
+                    f"{_steps(max(r.num_timesteps for r in group))} | "
+                    f"{_median([r.vaa_after_warmup for r in group]):.2f} | {_median([r.vaa_final for r in group]):.2f} | "
+                    f"{_horizon_text(group)} | {_median([r.wall_seconds for r in group]) / 60:.1f} min |"
+                )
+        lines.append("")
+    pairs = []
+    for family in families:
+        members = [r for r in runs if r.family == family]
+        for length in sorted({r.memory_length for r in members}):
+            at = [r for r in members if r.memory_length == length]
+            for label in dict.fromkeys(r.label for r in at):
+                if not label.startswith("warmed "):
+                    continue
+                cold_label = "cold " + label.removeprefix("warmed ")
+                cold = [r for r in at if r.label == cold_label]
+                warmed = [r for r in at if r.label == label]
+                if cold:
+                    pairs.append((family, length, label, cold, warmed))
+    if pairs:
+        lines += [
+            f"### Speed-up: timesteps to {100 * threshold:g} %, cold / warmed",
+            "",
+            "Runs that did not reach it count with their budget: `>=` marks a lower bound (some cold "
+            "runs never reached it).",
+            "",
+            "| environment | L | condition | cold reached | warmed reached | ratio [95 % bootstrap CI] |",
+            "|---|---|---|---|---|---|",
+        ]
+        for family, length, label, cold, warmed in pairs:
+            ratio, low, high, censored = speedup(cold, warmed)
+            mark = ">= " if censored else ""
+            lines.append(
+                f"| {family} | {length:g} | {label.removeprefix('warmed ')} | {sum(r.reached for r in cold)}/{len(cold)} | "
+                f"{sum(r.reached for r in warmed)}/{len(warmed)} | {mark}{ratio:.1f} [{low:.1f}, {high:.1f}] |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_ladder(runs: Sequence[LadderRun], path: str | Path, *, threshold: float = 0.95) -> Any:
+    """Success against memory length (log scale), one panel per environment family: the
+    fraction of seeds that reached the threshold (solid) and the mean final success (dashed),
+    one colour per condition label. Returns the matplotlib figure."""
+    families = list(dict.fromkeys(r.family for r in sorted(runs, key=lambda r: r.family)))
+    fig = _figure(4.6 * max(len(families), 1) + 2.8, 4.4)
+    axes = np.atleast_1d(fig.subplots(1, max(len(families), 1), sharey=True, squeeze=False)[0])
+    labels = _ordered_labels(runs)
+    colors = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    for ax, family in zip(axes, families, strict=False):
+        members = [r for r in runs if r.family == family]
+        for label in labels:
+            lengths = sorted({r.memory_length for r in members if r.label == label})
+            if not lengths:
+                continue
+            groups = [[r for r in members if r.label == label and r.memory_length == length] for length in lengths]
+            reached = [sum(r.reached for r in g) / len(g) for g in groups]
+            final = [float(np.mean([r.final_success for r in g])) for g in groups]
+            ax.plot(lengths, reached, "-o", color=colors[label], label=f"{label}: reached {100 * threshold:g} %")
+            ax.plot(lengths, final, "--", color=colors[label], alpha=0.6, label=f"{label}: final success")
+        ax.set_xscale("log")
+        ticks = sorted({r.memory_length for r in members})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("memory length L")
+        ax.set_title(family, fontsize=11)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("fraction of seeds / success rate")
+    handles, names = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[-1].legend(handles, names, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig

@@ -1,0 +1,70 @@
+"""The memory-length ladder report: merging comparisons, horizons, speed-ups, the command."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from rl_warmup.experiment.grid import RESULT_COLUMNS
+from rl_warmup.experiment.ladder import LadderRun, ladder_markdown, load_runs, speedup
+from rl_warmup.experiment.report import write_results_csv
+
+
+def _comparison(root: Path, rows: list[dict]) -> Path:
+    """A compare output directory with the given runs (and their warmup.json)."""
+    root.mkdir(parents=True)
+    full = []
+    for i, row in enumerate(rows):
+        run_dir = root / "runs" / f"run{i}"
+        run_dir.mkdir(parents=True)
+        if row["condition"] == "warmed":
+            networks = {"actor": {"vaa_curve": {"100": 0.8, "1000": 0.8, "5000": 0.3}, "vaa_horizon": 5000}}
+            (run_dir / "warmup.json").write_text(json.dumps({"networks": networks}))
+        full.append({c: "" for c in RESULT_COLUMNS} | {"status": "finished", "run_dir": str(run_dir),
+                                                      "success_threshold": 0.95} | row)
+    write_results_csv(full, root / "results.csv")
+    return root
+
+
+def _row(condition: str, env: str, seed: int, steps: float, budget: float) -> dict:
+    return {"condition": condition, "cell": "gru", "env_id": env, "seed": seed, "num_timesteps": budget,
+            "total_timesteps": budget, "timesteps_to_threshold": steps, "final_success_rate": 1.0 if steps == steps else 0.5,
+            "best_success_rate": 1.0, "vaa_after_warmup_actor": 0.8, "vaa_final_actor": 0.5, "wall_seconds": 60.0}
+
+
+def test_merged_comparisons_give_the_table_horizons_and_speedups(tmp_path: Path) -> None:
+    env = "rl_warmup/PassiveTMaze-L50-v0"
+    a = _comparison(tmp_path / "a", [_row("warmed", env, 0, 1000.0, 10_000), _row("warmed", env, 1, 3000.0, 10_000)])
+    b = _comparison(tmp_path / "b", [_row("cold", env, 0, 8000.0, 100_000), _row("cold", env, 1, math.nan, 100_000)])
+    runs = load_runs([str(a), f"{b}:long"])
+    assert {r.label for r in runs} == {"warmed gru", "cold gru (long)"}
+    warmed = [r for r in runs if r.label == "warmed gru"]
+    assert all(r.memory_length == 50 and r.horizon == 5000 and r.horizon_max == 5000 for r in warmed)
+    assert [r.reached for r in runs if r.label.startswith("cold")] == [True, False]
+
+    # cold: (8000 + 100000 at its budget) / 2 = 54000; warmed: 2000 -> 27, a lower bound
+    ratio, low, high, censored = speedup([r for r in runs if r.label.startswith("cold")], warmed)
+    assert ratio == pytest.approx(27.0) and censored and low <= ratio <= high
+
+    text = ladder_markdown(load_runs([str(a), str(b)]))
+    assert "| warmed gru | 50 | 2 | 2/2 | 1.00 | 2k | 10k | 0.80 | 0.50 | 5,000 | 1.0 min |" in text
+    assert "| PassiveTMaze | 50 | gru | 1/2 | 2/2 | >= 27.0 [" in text
+
+
+def test_ladder_command_writes_the_report_and_refuses_a_missing_directory(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from rl_warmup.experiment.commands import main
+
+    a = _comparison(tmp_path / "a", [_row("warmed", "rl_warmup/PassiveTMaze-L100-v0", 0, 5000.0, 10_000)])
+    assert main(["ladder", str(a), "--output-dir", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "ladder.png").stat().st_size > 0
+    assert "| warmed gru | 100 |" in (tmp_path / "out" / "ladder.md").read_text()
+    assert main(["ladder", str(tmp_path / "nothing")]) == 2
+    assert "results.csv does not exist" in capsys.readouterr().err
+
+
+def test_speedup_of_empty_sides_is_nan() -> None:
+    run = LadderRun("warmed gru", "e", "E", 10, 0, True, 5.0, 10, 1, 1, 0.5, 0.5, math.inf, 5000, 1)
+    assert all(math.isnan(v) for v in speedup([], [run])[:3])

@@ -842,3 +842,19 @@ class RecurrentNetwork(nn.Module):
                     x = out
             done += k
         return states
+
+
+def set_lstm_forget_bias(module: nn.Module, value: float) -> int:
+    """Set the forget-gate bias of every ``nn.LSTM`` in ``module`` (``module`` itself included,
+    each of its layers) to ``value``: ``bias_ih`` to it and ``bias_hh`` to 0. Returns how many
+    LSTMs were changed."""
+    count = 0
+    for lstm in module.modules():
+        if isinstance(lstm, nn.LSTM):
+            h = lstm.hidden_size
+            with torch.no_grad():  # torch's gate order: input, forget, cell, output
+                for k in range(lstm.num_layers):
+                    getattr(lstm, f"bias_ih_l{k}")[h : 2 * h] = value
+                    getattr(lstm, f"bias_hh_l{k}")[h : 2 * h] = 0.0
+            count += 1
+    return count

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rl_warmup.cells import RecurrentLayer, RecurrentNetwork
+from rl_warmup.cells import RecurrentLayer, RecurrentNetwork, set_lstm_forget_bias
 from rl_warmup.vaa import (
     VIEWS,
     SequencesLike,
@@ -431,9 +431,8 @@ def _prepare_lstms(network: RecurrentNetwork, config: WarmupConfig, generator: t
                 rnn.bias_ih_l0[:h] = -b_f
                 rnn.bias_ih_l0[h : 2 * h] = b_f
                 rnn.bias_hh_l0[: 2 * h] = 0.0
-            if config.lstm_forget_bias is not None:
-                rnn.bias_ih_l0[h : 2 * h] = config.lstm_forget_bias
-                rnn.bias_hh_l0[h : 2 * h] = 0.0
+        if config.lstm_forget_bias is not None:
+            set_lstm_forget_bias(rnn, config.lstm_forget_bias)
 
 
 _CHECK_DRAWS = 3

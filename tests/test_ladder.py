@@ -66,5 +66,5 @@ def test_ladder_command_writes_the_report_and_refuses_a_missing_directory(tmp_pa
 
 
 def test_speedup_of_empty_sides_is_nan() -> None:
-    run = LadderRun("warmed gru", "e", "E", 10, 0, True, 5.0, 10, 1, 1, 0.5, 0.5, math.inf, 5000, 1)
+    run = LadderRun("warmed gru", "e", "E", 10, 0, True, 5.0, 10, 1, 0.5, 0.5, math.inf, 5000, 1)
     assert all(math.isnan(v) for v in speedup([], [run])[:3])

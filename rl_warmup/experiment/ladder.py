@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rl_warmup.experiment.grid import memory_length
 from rl_warmup.experiment.logs import read_csv
 from rl_warmup.experiment.report import _family, _figure, _num
 
@@ -39,7 +39,6 @@ class LadderRun:
     """NaN when not reached."""
     num_timesteps: float
     final_success: float
-    best_success: float
     vaa_after_warmup: float
     vaa_final: float
     horizon: float
@@ -52,11 +51,9 @@ class LadderRun:
 
 
 def _memory_length(env_id: str, value: str) -> float:
+    """The ``memory_length`` column, or the environment's registration where it is empty."""
     length = _num(value)
-    if math.isfinite(length):
-        return length
-    match = re.search(r"-L(\d+)", env_id)
-    return float(match.group(1)) if match else math.nan
+    return length if math.isfinite(length) else memory_length(env_id)
 
 
 def _horizon(run_dir: Path) -> tuple[float, float]:
@@ -109,7 +106,6 @@ def load_runs(sources: Sequence[str]) -> list[LadderRun]:
                     timesteps_to_threshold=steps,
                     num_timesteps=_num(row["num_timesteps"]),
                     final_success=_num(row["final_success_rate"]),
-                    best_success=_num(row["best_success_rate"]),
                     vaa_after_warmup=_num(row.get("vaa_after_warmup_actor")),
                     vaa_final=_num(row.get("vaa_final_actor")),
                     horizon=horizon,

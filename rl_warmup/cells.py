@@ -22,6 +22,7 @@ concatenated, of which only the first is *warmable* (double-layer warmup, DLWU).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 from abc import ABC, abstractmethod
@@ -273,7 +274,10 @@ class _FusedLayer(RecurrentLayer):
 
     def _call(self, x: Tensor, state: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
         if lengths is None:
-            out, hx = self.rnn(x, self._split(state))
+            if self.is_lstm:
+                out, hx = self.rnn(x, self._split(state))
+            else:
+                out, hx = run_gru(self.rnn, x, self._split(state))  # type: ignore[arg-type]
             return out, self._join(hx)
         if torch.is_grad_enabled() and (
             x.requires_grad or state.requires_grad or any(p.requires_grad for p in self.rnn.parameters())
@@ -457,6 +461,102 @@ class GRULayer(_FusedLayer):
                 nn.init.orthogonal_(self.rnn.weight_hh_l0[g * h : (g + 1) * h], generator=generator)
             self.rnn.bias_ih_l0.zero_()
             self.rnn.bias_hh_l0.zero_()
+
+
+class _GRUSequence(torch.autograd.Function):
+    """One single-layer, batch-first GRU over whole sequences, with a hand-written backward.
+
+    The forward is ``torch.gru`` itself (the same outputs, bit for bit). On the CPU, autograd
+    through ``torch.gru`` walks dozens of small nodes per time step; here the gates of every step
+    are recomputed at once from the saved outputs (two matrix products over the whole sequence),
+    every coefficient of the backward recurrence that does not depend on the incoming gradient is
+    computed before the loop, and the loop over time is three operations per step. Gradients
+    equal autograd's to float round-off (``tests/test_cells.py``).
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):  # type: ignore[no-untyped-def, override]
+        out, h_n = torch.gru(x, h0, (w_ih, w_hh, b_ih, b_hh), True, 1, 0.0, False, False, True)
+        ctx.save_for_backward(x, h0, out, w_ih, w_hh, b_ih, b_hh)
+        return out, h_n
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_out, g_hn):  # type: ignore[no-untyped-def, override]
+        x, h0, out, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+        batch, steps, h = out.shape
+        xt = x.transpose(0, 1).reshape(steps * batch, -1)
+        prev = torch.cat([h0, out.transpose(0, 1)[:-1]], 0)  # (T, B, H): the state before each step
+        gi = torch.addmm(b_ih, xt, w_ih.t()).view(steps, batch, 3, h)
+        gh = torch.addmm(b_hh, prev.reshape(steps * batch, h), w_hh.t()).view(steps, batch, 3, h)
+        rz = torch.sigmoid(gi[:, :, :2] + gh[:, :, :2])
+        r, z = rz[:, :, 0], rz[:, :, 1].contiguous()
+        gh_n = gh[:, :, 2]
+        n = torch.tanh(gi[:, :, 2] + r * gh_n)
+        d_pre_n = (1 - z) * (1 - n * n)  # d h_t / d (gi_n + r * gh_n)
+        # d h_t / d (pre-activations of the recurrent product): reset, update, new gate
+        coef = torch.stack([d_pre_n * gh_n * r * (1 - r), (prev - n) * z * (1 - z), d_pre_n * r], 2)
+        grads = g_out.transpose(0, 1).contiguous() if g_out is not None else out.new_zeros(steps, batch, h)
+        dh = torch.empty_like(grads)  # total gradient of the state after each step
+        dgh = torch.empty(steps, batch, 3, h, dtype=out.dtype, device=out.device)
+        dgh_flat = dgh.view(steps, batch, 3 * h)
+        dh[-1] = grads[-1] if g_hn is None else grads[-1] + g_hn[0]
+        # per-step views made once: indexing inside the loop would cost as much as the arithmetic
+        dh_t, dh_col, coef_t, dgh_t, dgh_row = dh.unbind(0), dh.unsqueeze(2).unbind(0), coef.unbind(0), dgh.unbind(0), dgh_flat.unbind(0)
+        grads_t, z_t = grads.unbind(0), z.unbind(0)
+        for t in range(steps - 1, 0, -1):
+            torch.mul(dh_col[t], coef_t[t], out=dgh_t[t])
+            torch.addmm(torch.addcmul(grads_t[t - 1], dh_t[t], z_t[t]), dgh_row[t], w_hh, out=dh_t[t - 1])
+        torch.mul(dh_col[0], coef_t[0], out=dgh_t[0])
+        d_h0 = torch.addmm(dh_t[0] * z_t[0], dgh_row[0], w_hh).unsqueeze(0)
+        dgi = dgh.clone()
+        dgi[:, :, 2] = dh * d_pre_n
+        dgi = dgi.view(steps * batch, 3 * h)
+        dgh_all = dgh_flat.reshape(steps * batch, 3 * h)
+        d_x = (dgi @ w_ih).view(steps, batch, -1).transpose(0, 1) if ctx.needs_input_grad[0] else None
+        return d_x, d_h0, dgi.t() @ xt, dgh_all.t() @ prev.reshape(steps * batch, h), dgi.sum(0), dgh_all.sum(0)
+
+
+_HAND_WRITTEN_GRU_BACKWARD = True
+
+
+@contextlib.contextmanager
+def autograd_gru() -> Iterator[None]:
+    """Within this context :func:`run_gru` leaves the backward to autograd through ``nn.GRU``
+    (to compare speed or gradients against the hand-written backward)."""
+    global _HAND_WRITTEN_GRU_BACKWARD
+    before = _HAND_WRITTEN_GRU_BACKWARD
+    _HAND_WRITTEN_GRU_BACKWARD = False
+    try:
+        yield
+    finally:
+        _HAND_WRITTEN_GRU_BACKWARD = before
+
+
+def run_gru(rnn: nn.GRU, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
+    """``rnn(x, h0)`` for a single-layer, unidirectional, batch-first ``nn.GRU`` with biases.
+
+    On the CPU, when a gradient will be taken, this runs :class:`_GRUSequence`, whose backward is
+    2-3x faster than autograd's through ``nn.GRU`` for long sequences of small batches (the case
+    of recurrent PPO's minibatches); elsewhere (CUDA's cuDNN kernel, inference, other shapes) it
+    is ``rnn(x, h0)``, and within :func:`autograd_gru`. Outputs are identical; gradients agree
+    to float round-off.
+    """
+    if (
+        _HAND_WRITTEN_GRU_BACKWARD
+        and x.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and rnn.num_layers == 1
+        and rnn.bias
+        and rnn.batch_first
+        and not rnn.bidirectional
+        and x.dim() == 3
+        and x.shape[1] > 1
+        and (x.requires_grad or h0.requires_grad or rnn.weight_hh_l0.requires_grad)
+    ):
+        out, h_n = _GRUSequence.apply(x, h0, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+        return out, h_n
+    return rnn(x, h0)
 
 
 # ------------------------------------------------------------------------------------------

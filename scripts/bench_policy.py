@@ -25,6 +25,7 @@ initial weights, with the same random numbers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import platform
 import time
@@ -41,10 +42,14 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
+from rl_warmup.cells import autograd_gru
 from rl_warmup.sb3.policies import RecurrentCellPolicy
 from rl_warmup.sb3.ppo import FastRecurrentPPO
 
 ENV_ID = "rl_warmup/CartPoleNoVel-v0"
+AUTOGRAD = "-autograd"
+"""Suffix of a ``--cells`` name (``gru-autograd``): that cell with the GRU backward left to autograd
+through ``nn.GRU`` (:func:`rl_warmup.cells.autograd_gru`), to time the hand-written one against it."""
 
 
 class _MaskVelocity(gym.ObservationWrapper):
@@ -153,7 +158,7 @@ def _make_model(
     algorithm: type[RecurrentPPO] = RecurrentPPO
     if cell is not None:
         policy_class = RecurrentCellPolicy
-        policy_kwargs["cell"] = cell
+        policy_kwargs["cell"] = cell.removesuffix(AUTOGRAD)
         if fast:
             algorithm = FastRecurrentPPO
     model = algorithm(
@@ -261,8 +266,10 @@ def benchmark(
         steps = [model.num_timesteps for model in models]
         for _ in range(rounds):
             for i, model in enumerate(models):
+                cell = configs[i][0]
                 start = time.perf_counter()
-                model.learn(chunk, reset_num_timesteps=False)
+                with autograd_gru() if cell and cell.endswith(AUTOGRAD) else contextlib.nullcontext():
+                    model.learn(chunk, reset_num_timesteps=False)
                 totals[i] += time.perf_counter() - start
         for (cell, fast), model, timer, total, before in zip(
             configs, models, timers, totals, steps, strict=True
@@ -455,7 +462,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--cells", nargs="+", default=["lstm", "gru"], help="cells of RecurrentCellPolicy to time"
+        "--cells",
+        nargs="+",
+        default=["lstm", "gru"],
+        help=f"cells of RecurrentCellPolicy to time; a name ending in {AUTOGRAD} (gru{AUTOGRAD}) runs "
+        "that cell with the backward of nn.GRU left to autograd instead of the hand-written one",
     )
     parser.add_argument("--hidden", nargs="+", type=int, default=[64, 256], help="hidden sizes")
     parser.add_argument(

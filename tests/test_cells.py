@@ -489,3 +489,56 @@ def test_network_dtype_conversion_is_not_shadowed() -> None:
     assert net.double() is net
     assert all(p.dtype == torch.float64 for p in net.parameters())
     assert net(torch.randn(2, 3, 2, dtype=torch.float64)).outputs.dtype == torch.float64
+
+
+# --- run_gru: the hand-written GRU backward -------------------------------------------------
+@pytest.mark.parametrize(("batch", "steps", "hidden", "inputs"), [(3, 1, 4, 2), (4, 57, 8, 3), (2, 5, 16, 1)])
+@pytest.mark.parametrize("use_outputs", ["both", "outputs", "final"])
+def test_run_gru_matches_autograd_through_nn_gru(batch, steps, hidden, inputs, use_outputs):
+    from rl_warmup.cells import run_gru
+
+    torch.manual_seed(0)
+    rnn = torch.nn.GRU(inputs, hidden, batch_first=True).double()
+    with torch.no_grad():  # non-zero biases so that every gradient term is exercised
+        for p in rnn.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(batch, steps, inputs, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(1, batch, hidden, dtype=torch.float64, requires_grad=True)
+    w_out = torch.randn(batch, steps, hidden, dtype=torch.float64)
+    w_fin = torch.randn(1, batch, hidden, dtype=torch.float64)
+
+    def loss(out, h_n):
+        terms = {"outputs": (out * w_out).sum(), "final": (h_n * w_fin).sum()}
+        return terms["outputs"] + terms["final"] if use_outputs == "both" else terms[use_outputs]
+
+    wrt = [x, h0, *rnn.parameters()]
+    ref_out, ref_h = rnn(x, h0)
+    ref = torch.autograd.grad(loss(ref_out, ref_h), wrt)
+    out, h_n = run_gru(rnn, x, h0)
+    got = torch.autograd.grad(loss(out, h_n), wrt)
+    assert torch.equal(out, ref_out) and torch.equal(h_n, ref_h)
+    for g, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_run_gru_takes_the_hand_written_backward_only_on_cpu_with_gradients():
+    from rl_warmup.cells import run_gru
+
+    rnn = torch.nn.GRU(2, 4, batch_first=True)
+    x = torch.randn(3, 6, 2)
+    h0 = torch.zeros(1, 3, 4)
+    out, _ = run_gru(rnn, x, h0)
+    assert out.grad_fn is not None and "GRUSequence" in type(out.grad_fn).__name__
+    with torch.no_grad():
+        out, _ = run_gru(rnn, x, h0)
+    assert out.grad_fn is None
+    stacked = torch.nn.GRU(2, 4, num_layers=2, batch_first=True)  # not a single layer: nn.GRU itself
+    out, _ = run_gru(stacked, x, torch.zeros(2, 3, 4))
+    assert "GRUSequence" not in type(out.grad_fn).__name__
+    from rl_warmup.cells import autograd_gru
+
+    with autograd_gru():
+        out, _ = run_gru(rnn, x, h0)
+    assert "GRUSequence" not in type(out.grad_fn).__name__
+    out, _ = run_gru(rnn, x, h0)  # back on leaving the context
+    assert "GRUSequence" in type(out.grad_fn).__name__

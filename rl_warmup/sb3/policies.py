@@ -61,7 +61,7 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import Schedule
 from torch import Tensor, nn
 
-from rl_warmup.cells import CELL_NAMES, RecurrentNetwork, _FusedLayer
+from rl_warmup.cells import CELL_NAMES, RecurrentNetwork, _FusedLayer, run_gru
 from rl_warmup.sb3.fused import FusedActorCritic
 
 __all__ = [
@@ -413,7 +413,7 @@ class RecurrentCellModule(nn.Module):
                 x, (h_i, c_i) = layer.rnn(x, (h[i : i + 1] * keep, c[i : i + 1] * keep))  # type: ignore[union-attr]
                 cs.append(c_i)
             else:
-                x, h_i = layer.rnn(x, h[i : i + 1] * keep)  # type: ignore[union-attr]
+                x, h_i = run_gru(layer.rnn, x, h[i : i + 1] * keep)  # type: ignore[union-attr, arg-type]
             hs.append(h_i)
         h_out = hs[0] if len(hs) == 1 else torch.cat(hs)
         # GRU: the c slot holds no state (zeros, as from_flat writes it)

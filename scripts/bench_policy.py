@@ -15,6 +15,7 @@ Examples::
     python scripts/bench_policy.py --envs cartpole tmaze50 passive500   # the issue's table
     python scripts/bench_policy.py --parity --seeds 0 1 2   # learning parity, 1e5 steps per run (long)
     python scripts/bench_policy.py --policy-step --envs tmaze50   # one rollout step of the policy (us)
+    python scripts/bench_policy.py --gru-sequence --hidden 64   # GRU forward + backward, both backwards
 
 ``--parity`` instead trains stock and the package's LSTM policy with the zoo settings for
 ``--parity-timesteps`` steps per seed and prints the final mean return of each (mean over the
@@ -28,6 +29,7 @@ import argparse
 import contextlib
 import dataclasses
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +44,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
-from rl_warmup.cells import autograd_gru
+from rl_warmup.cells import autograd_gru, run_gru
 from rl_warmup.sb3.policies import RecurrentCellPolicy
 from rl_warmup.sb3.ppo import FastRecurrentPPO
 
@@ -420,6 +422,47 @@ def policy_step(cells: list[str], hiddens: list[int], hyper: Hyper, seed: int, s
             print(f"{name:<36} {hidden:>6} {1e6 * best:>8.1f}")
 
 
+def _minibatch_times(batch: int, steps: int, hidden: int, rounds: int, repeats: int) -> list[list[float]]:
+    """ms per forward + backward: GRU with autograd's backward, hand-written, LSTM; interleaved."""
+    gru = nn.GRU(hidden, hidden, batch_first=True)
+    lstm = nn.LSTM(hidden, hidden, batch_first=True)
+    x = torch.randn(batch, steps, hidden, requires_grad=True)
+    h0 = torch.zeros(1, batch, hidden)
+
+    def hand() -> None:
+        out, _ = run_gru(gru, x, h0)
+        out.sum().backward()
+
+    def autograd() -> None:
+        with autograd_gru():
+            hand()
+
+    def lstm_pass() -> None:
+        out, _ = lstm(x, (h0, h0))
+        out.sum().backward()
+
+    times: list[list[float]] = [[], [], []]
+    for _ in range(rounds):
+        for i, fn in enumerate((autograd, hand, lstm_pass)):
+            fn()  # untimed
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                times[i].append(1e3 * (time.perf_counter() - start))
+    return times
+
+
+def gru_sequence(hidden: int, rounds: int = 3, repeats: int = 10) -> None:
+    """Forward and backward of one padded minibatch (ms, min / median): ``nn.GRU`` with autograd's
+    backward, with the package's hand-written one (:func:`rl_warmup.cells.run_gru`), and
+    ``nn.LSTM`` (oneDNN), interleaved, at the minibatch shapes of the three benchmark environments."""
+    print(f"forward + backward of one minibatch, {hidden} units, ms min / median of {rounds * repeats}")
+    print(f"{'sequences x steps':<20} {'GRU autograd':>16} {'GRU hand-written':>18} {'LSTM':>16}")
+    for batch, steps in [(8, 32), (16, 149), (8, 501)]:
+        times = _minibatch_times(batch, steps, hidden, rounds, repeats)
+        cells = [f"{min(t):.1f} / {statistics.median(t):.1f}" for t in times]
+        print(f"{f'{batch} x {steps}':<20} {cells[0]:>16} {cells[1]:>18} {cells[2]:>16}")
+
 def parity(
     seeds: list[int], timesteps: int, hyper: Hyper, cell: str, matched: bool = False
 ) -> None:
@@ -516,6 +559,12 @@ def main() -> None:
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of --parity")
     parser.add_argument(
+        "--gru-sequence",
+        action="store_true",
+        help="instead time forward + backward of one minibatch: nn.GRU with autograd's backward, "
+        "with the hand-written one, and nn.LSTM (ms), at --hidden's first size",
+    )
+    parser.add_argument(
         "--policy-step",
         action="store_true",
         help="instead time one rollout step of the policy alone (us), on the first of --envs",
@@ -530,6 +579,9 @@ def main() -> None:
     print(
         f"torch {torch.__version__} ({args.threads} thread(s)), {platform.processor() or platform.machine()}"
     )
+    if args.gru_sequence:
+        gru_sequence(args.hidden[0])
+        return
     if args.policy_step:
         key = args.envs[0]
         policy_step(args.cells, args.hidden, hyper if key == "cartpole" else BENCH_ENVS[key], args.seed)

@@ -549,12 +549,15 @@ def test_package_presets_are_valid_for_every_registered_environment() -> None:
         assert config.env_id == env_id
     for key in presets:
         assert key == "default" or any(c in key for c in "*?[") or key in envs.ENVIRONMENTS, key
-    # Passive T-Maze: every episode fits in a rollout, whole episodes per rollout.
+    # Passive T-Maze: every episode fits in a rollout, whole episodes per rollout, and each
+    # minibatch is a whole number of environments' rollouts.
     for env_id, info in envs.ENVIRONMENTS.items():
         if "PassiveTMaze" in env_id:
             config = resolve_config({"env_id": env_id})
             length = info.kwargs["length"] + 1
-            assert config.n_steps % length == 0 and config.batch_size == config.n_steps * config.n_envs
+            assert config.n_steps % length == 0, env_id
+            assert config.batch_size % config.n_steps == 0, env_id
+            assert (config.n_steps * config.n_envs) % config.batch_size == 0, env_id
 
 
 def test_every_setting_is_documented_in_help_and_config_round_trips(tmp_path: Path) -> None:

@@ -62,3 +62,16 @@ def test_every_command_has_help(tmp_path: Path) -> None:
         res = _module([name, "--help"], cwd=tmp_path)
         assert res.returncode == 0, res.stderr
         assert res.stdout.startswith(f"usage: rl-warmup {name}")
+
+
+def test_report_only_calls_runs_without_result_missing_not_failed(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code = commands.main(
+        ["compare", "--report-only", "--cells", "gru", "--conditions", "cold", "--envs", "rl_warmup/PassiveTMaze-v0",
+         "--seeds", "0", "1", "--output-dir", str(tmp_path / "cmp")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "2 run(s) of the grid have no result yet; run the command without --report-only" in err
+    assert "failed" not in err
+    rows = (tmp_path / "cmp" / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",missing," in r for r in rows[1:])

@@ -133,8 +133,13 @@ def compare_main(argv: list[str] | None = None, prog: str | None = None) -> int:
     print(f"report: {Path(config.output_dir) / 'summary.md'} ({time.perf_counter() - start:.0f} s)")
     if outcome.failed:
         print(f"{len(outcome.failed)} run(s) failed; see summary.md and the error.txt of each run", file=sys.stderr)
-        return 1
-    return 0
+    if outcome.missing:
+        print(
+            f"{len(outcome.missing)} run(s) of the grid have no result yet"
+            + ("; run the command without --report-only to train them" if config.report_only else ""),
+            file=sys.stderr,
+        )
+    return 1 if outcome.failed or outcome.missing else 0
 
 
 def supervised_main(argv: list[str] | None = None, prog: str | None = None) -> int:

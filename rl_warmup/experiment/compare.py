@@ -16,7 +16,14 @@ from typing import Any
 
 from rl_warmup.experiment.cli import add_dataclass_arguments, coerce_value, given_values
 from rl_warmup.experiment.config import check_runtime, dump_yaml
-from rl_warmup.experiment.grid import CompareConfig, collect_rows, expand_grid, run_grid
+from rl_warmup.experiment.grid import (
+    CompareConfig,
+    collect_rows,
+    expand_grid,
+    failed_rows,
+    missing_rows,
+    run_grid,
+)
 from rl_warmup.experiment.lock import DirectoryLock
 
 COMPARE_FILE = "compare.yaml"
@@ -33,7 +40,11 @@ class CompareOutcome:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["status"] != "finished"]
+        return failed_rows(self.rows)
+
+    @property
+    def missing(self) -> list[dict[str, Any]]:
+        return missing_rows(self.rows)
 
 
 def compare(

@@ -28,7 +28,7 @@ import time
 import traceback
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,7 +165,22 @@ class GridOutcome:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["status"] != "finished"]
+        return failed_rows(self.rows)
+
+    @property
+    def missing(self) -> list[dict[str, Any]]:
+        return missing_rows(self.rows)
+
+
+def failed_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs that raised (``status == "failed"``)."""
+    return [r for r in rows if r["status"] == "failed"]
+
+
+def missing_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs with no result and no error: never started (``report_only``) or cut off."""
+    return [r for r in rows if r["status"] not in ("finished", "failed")]
+
 
 
 def runs_dir(config: CompareConfig) -> Path:

@@ -1,0 +1,62 @@
+#!/bin/bash
+# The memory-length ladder of docs/ladder.md (issue 19): every compare.py invocation, in the order
+# they were queued, one output directory per group of settings. Each command resumes (finished
+# runs are reused, interrupted ones continue), so the whole file can be re-run after an
+# interruption, e.g. one section per core:
+#   nohup bash scripts/ladder_commands.sh gru_long > ladder_long.log 2>&1 &
+#   nohup bash scripts/ladder_commands.sh gru_short others > ladder_short.log 2>&1 &
+# It takes many hours on 2 cores; never run two invocations on the same --output-dir (they lock it).
+# `report` (last line) rebuilds every results.csv from the runs on disk and writes the ladder.
+set -u
+cd "$(dirname "$0")/.."
+CK="warmup_vaa_checkpoints=100,200,500,1000,2000,5000,10000,20000"
+WU="warmup_grad_clip=1.0 warmup_perturbations=8 warmup_restart_moving=0.01 warmup_restart_below=0.07 warmup_max_restarts=10"
+P=rl_warmup/PassiveTMaze
+G="--workers 1"
+
+gru_long() {  # the L = 1000 target and its cold reference, then L = 500
+  python scripts/compare.py --cells gru --conditions warmed --envs $P-L1000-v0 --seeds 0 1 2 $G --output-dir results/ladder_main --set $CK
+  python scripts/compare.py --cells gru --conditions cold --envs $P-L1000-v0 --seeds 0 1 2 $G --output-dir results/ladder_main --set $CK
+  python scripts/compare.py --cells gru --conditions warmed --envs $P-L1000-v0 --seeds 3 4 $G --output-dir results/ladder_main --set $CK
+}
+gru_short() {  # L = 500, 250, 100 and the T-Maze L = 100
+  python scripts/compare.py --cells gru --conditions warmed cold --envs $P-L500-v0 --seeds 0 1 2 $G --output-dir results/ladder_main_a --set $CK
+  python scripts/compare.py --cells gru --conditions warmed cold --envs $P-L250-v0 $P-L100-v0 rl_warmup/TMaze-L100-v0 --seeds 0 1 2 3 4 $G --output-dir results/ladder_main_a --set $CK
+}
+others() {  # LSTM (WarmupConfig.lstm()'s warmup fields) and the alternatives, L = 100 and 250
+  python scripts/compare.py --cells lstm --conditions warmed cold --envs $P-L100-v0 $P-L250-v0 --seeds 0 1 2 3 4 $G --output-dir results/ladder_lstm --set $CK $WU
+  python scripts/compare.py --cells nbrc brc --conditions cold --envs $P-L100-v0 $P-L250-v0 --seeds 0 1 2 3 4 $G --output-dir results/ladder_alt --set $CK
+  python scripts/compare.py --cells lstm --conditions cold --envs $P-L100-v0 $P-L250-v0 --seeds 0 1 2 3 4 $G --output-dir results/ladder_fb1 --set $CK lstm_forget_bias=1
+  python scripts/compare.py --cells chrono_lstm --conditions cold --envs $P-L100-v0 --seeds 0 1 2 3 4 $G --output-dir results/ladder_chrono100 --set $CK t_max=100
+  python scripts/compare.py --cells chrono_lstm --conditions cold --envs $P-L250-v0 --seeds 0 1 2 3 4 $G --output-dir results/ladder_chrono250 --set $CK t_max=250
+}
+speedups() {  # finite cold / warmed ratios at L = 10 and 50: cold agents get 10x the warmed budget
+  for E in "$P-v0 20000" "$P-L50-v0 60000"; do
+    set -- $E
+    python scripts/compare.py --cells gru --conditions warmed --envs $1 --seeds 0 1 2 3 4 $G --output-dir results/speedup --set stop_at_threshold=true
+    python scripts/compare.py --cells gru --conditions cold --envs $1 --seeds 0 1 2 3 4 $G --output-dir results/speedup --total-timesteps $(( $2 * 10 )) --set stop_at_threshold=true
+  done
+}
+report() {  # every directory's results.csv over its whole grid (runs not yet trained are listed as missing), then the ladder
+  R="--report-only --workers 1"
+  python scripts/compare.py $R --cells gru --conditions warmed cold --envs $P-L1000-v0 --seeds 0 1 2 3 4 --output-dir results/ladder_main --set $CK
+  python scripts/compare.py $R --cells gru --conditions warmed cold --envs $P-L500-v0 $P-L250-v0 $P-L100-v0 rl_warmup/TMaze-L100-v0 --seeds 0 1 2 3 4 --output-dir results/ladder_main_a --set $CK
+  python scripts/compare.py $R --cells lstm --conditions warmed cold --envs $P-L100-v0 $P-L250-v0 --seeds 0 1 2 3 4 --output-dir results/ladder_lstm --set $CK $WU
+  python scripts/compare.py $R --cells nbrc brc --conditions cold --envs $P-L100-v0 $P-L250-v0 --seeds 0 1 2 3 4 --output-dir results/ladder_alt --set $CK
+  python scripts/compare.py $R --cells lstm --conditions cold --envs $P-L100-v0 $P-L250-v0 --seeds 0 1 2 3 4 --output-dir results/ladder_fb1 --set $CK lstm_forget_bias=1
+  python scripts/compare.py $R --cells chrono_lstm --conditions cold --envs $P-L100-v0 --seeds 0 1 2 3 4 --output-dir results/ladder_chrono100 --set $CK t_max=100
+  python scripts/compare.py $R --cells chrono_lstm --conditions cold --envs $P-L250-v0 --seeds 0 1 2 3 4 --output-dir results/ladder_chrono250 --set $CK t_max=250
+  python scripts/compare.py $R --cells gru --conditions warmed cold --envs $P-v0 $P-L50-v0 --seeds 0 1 2 3 4 --output-dir results/speedup --set stop_at_threshold=true
+  local dirs=""
+  for d in results/ladder_main results/ladder_main_a results/ladder_lstm results/ladder_alt results/ladder_fb1:fb1 results/ladder_chrono100 results/ladder_chrono250; do
+    [ -f "${d%%:*}/results.csv" ] && dirs="$dirs $d"
+  done
+  python scripts/ladder_report.py $dirs --output-dir results/ladder_report
+  python scripts/ladder_report.py results/speedup --output-dir results/ladder_speedup
+}
+
+if [ $# -eq 0 ]; then
+  echo "usage: bash scripts/ladder_commands.sh SECTION... (gru_long gru_short others speedups report)" >&2
+  exit 2
+fi
+for section in "$@"; do "$section"; done

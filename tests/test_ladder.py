@@ -68,3 +68,41 @@ def test_ladder_command_writes_the_report_and_refuses_a_missing_directory(tmp_pa
 def test_speedup_of_empty_sides_is_nan() -> None:
     run = LadderRun("warmed gru", "e", "E", 10, 0, True, 5.0, 10, 1, 0.5, 0.5, math.inf, 5000, 1)
     assert all(math.isnan(v) for v in speedup([], [run])[:3])
+
+
+def test_every_command_of_the_ladder_script_is_a_valid_grid(tmp_path: Path) -> None:
+    """scripts/ladder_commands.sh, run with a stand-in ``python`` that records its arguments: every
+    compare.py invocation parses, expands to a grid of valid run configurations, and the report
+    section covers every output directory that the study sections write."""
+    import os
+    import shlex
+    import subprocess
+
+    from rl_warmup.experiment.compare import compare_config_from_args, compare_parser
+    from rl_warmup.experiment.grid import expand_grid
+
+    repo = Path(__file__).resolve().parents[1]
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {shlex.quote(str(calls))}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+    sections = ["gru_long", "gru_short", "others", "speedups", "report"]
+    res = subprocess.run(
+        ["bash", str(repo / "scripts" / "ladder_commands.sh"), *sections], env=env, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    lines = calls.read_text().splitlines()
+    compares = [shlex.split(line)[1:] for line in lines if line.startswith("scripts/compare.py")]
+    assert len(compares) >= 20
+    written, reported = set(), set()
+    for argv in compares:
+        args = compare_parser().parse_args(argv)
+        config = compare_config_from_args(args)
+        runs = expand_grid(config)
+        assert runs, argv
+        (reported if config.report_only else written).add(config.output_dir)
+    assert written <= reported
+    assert any(line.startswith("scripts/ladder_report.py") for line in lines)

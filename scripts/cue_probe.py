@@ -10,7 +10,10 @@ reads) at every step, and joins it with the run's outcome from ``results.csv``::
     python scripts/cue_probe.py results/lstm_rl_ck8r results/lstm_rl_oc --out results/cue_probe
 
 It writes ``probe.csv`` (one row per run) and ``curves.csv`` (distance against step), and prints
-how the runs that reached 95 % differ from those that did not. A check that the warmup was
+how the runs that reached 95 % differ from those that did not. ``--models`` probes saved models
+instead (during or after training)::
+
+    python scripts/cue_probe.py --length 1000 --models results/ladder_main/runs/*/model.zip A check that the warmup was
 reproduced: the recomputed VAA* of the actor must equal ``warmup_vaa_star_actor`` of the run.
 """
 
@@ -73,6 +76,45 @@ def cue_distance(policy: Any, length: int, extra: int = 0) -> dict[str, Any]:
     return {"distance": d, "norm": norm}
 
 
+def trained_probe(path: Path, length: int) -> dict[str, Any]:
+    """Cue separation and junction policy of a *trained* (or partly trained) model.
+
+    :param path: a saved ``FastRecurrentPPO`` model (``model.zip``, ``best_model.zip`` or a
+        checkpoint's ``last.zip``) of a Passive T-Maze or T-Maze run.
+    :return: ``distance`` (as :func:`cue_distance`) and ``probs``: the actor's action
+        probabilities at the junction after each cue, ``(2, n_actions)``.
+    """
+    from rl_warmup.sb3.ppo import FastRecurrentPPO
+
+    model = FastRecurrentPPO.load(path, device="cpu")
+    policy = model.policy
+    obs = cue_sequences(length, int(np.prod(policy.observation_space.shape)))
+    actor, _ = policy_features(policy, [obs[0], obs[1]])
+    net = recurrent_networks(policy)["actor"]
+    with torch.no_grad():
+        out = net(torch.stack(actor)).outputs
+        probs = torch.softmax(policy.action_net(policy.mlp_extractor.forward_actor(out[:, -1])), dim=-1)
+    return {"distance": (out[0] - out[1]).norm(dim=-1).numpy(), "probs": probs.numpy()}
+
+
+def _fmt(values: np.ndarray) -> str:
+    return "[" + " ".join(f"{v:.3f}" for v in values) + "]"
+
+
+def models_main(paths: list[Path], length: int) -> int:
+    """Print, per saved model, the cue separation at the first step and at the junction, and the
+    junction action probabilities after each cue (``--models``)."""
+    for path in paths:
+        res = trained_probe(path, length)
+        d, probs = res["distance"], res["probs"]
+        print(
+            f"{path}: separation step 1 {d[0]:.3f}, junction {d[-1]:.3f}; junction action probabilities "
+            f"after cue up {_fmt(probs[0])}, after cue down {_fmt(probs[1])}",
+            flush=True,
+        )
+    return 0
+
+
 class _Probe(BaseCallback):
     """Measure right after the warmup (the run's own callbacks come first), then stop."""
 
@@ -125,12 +167,26 @@ def _star(warm: dict[str, Any]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("dirs", nargs="+", type=Path, help="compare.py output directories")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("dirs", nargs="*", type=Path, help="compare.py output directories")
+    parser.add_argument("--out", type=Path, help="where probe.csv, curves.csv and cue_probe.png go")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        type=Path,
+        help="instead probe these saved models (model.zip, best_model.zip, checkpoints/last.zip) after "
+        "training, on the memory length --length",
+    )
+    parser.add_argument("--length", type=int, default=None, help="memory length L of --models")
     parser.add_argument("--extra", type=int, default=450, help="corridor steps added beyond L (default 450)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.models:
+        if args.length is None:
+            parser.error("--models needs --length (the memory length L of the runs)")
+        return models_main(args.models, args.length)
+    if not args.dirs or args.out is None:
+        parser.error("give compare.py output directories and --out (or --models with --length)")
     args.out.mkdir(parents=True, exist_ok=True)
     probe_path, curve_path = args.out / "probe.csv", args.out / "curves.csv"
     done = {(r["dir"], r["run"]) for r in _rows(probe_path)}

@@ -408,3 +408,22 @@ def test_a_signal_during_a_checkpoint_write_waits_for_the_write(tmp_path, monkey
     checkpoint = read_checkpoint(config.run_dir / "checkpoints")  # complete, readable
     assert checkpoint.num_timesteps == second > first
     assert not (config.run_dir / "error.txt").exists()
+
+
+def test_report_shows_each_run_with_the_budget_it_was_given(tmp_path):
+    """Runs trained with another --total-timesteps than the invocation that reports them (a
+    --report-only, or cold runs given 10x the warmed budget in the same directory) keep their own
+    budget in results.csv, which the plots draw the not-reached markers at."""
+    import csv
+
+    from rl_warmup.experiment.compare import compare
+
+    small = {k: v for k, v in TINY.items() if k not in ("total_timesteps", "warmup", "progress_bar", "tensorboard")}
+    sets = (*(f"{k}={v}" for k, v in small.items()), "tensorboard=false", "progress_bar=false")
+    common = dict(cells=("gru",), envs=("rl_warmup/PassiveTMaze-v0",), seeds=(0,), output_dir=str(tmp_path), workers=1,
+                  set=sets)
+    compare(CompareConfig(conditions=("cold",), total_timesteps=128, **common))
+    compare(CompareConfig(conditions=("warmed",), total_timesteps=64, **common))
+    compare(CompareConfig(conditions=("cold", "warmed"), total_timesteps=999, report_only=True, **common))
+    rows = {r["condition"]: r for r in csv.DictReader((tmp_path / "results.csv").open())}
+    assert float(rows["cold"]["total_timesteps"]) == 128 and float(rows["warmed"]["total_timesteps"]) == 64

@@ -290,6 +290,15 @@ def run_row(run: GridRun, *, status: str | None = None, error: str = "", reused:
             row.update(status="failed", error=str(e))
             return row
 
+        saved = run_dir / "config.yaml"
+        if saved.exists():  # the budget the run was given (a --report-only or a later
+            try:  # invocation may name another one)
+                from rl_warmup.experiment.train import load_saved_config
+
+                row["total_timesteps"] = load_saved_config(saved).total_timesteps
+            except ValueError:
+                pass  # a damaged config.yaml: the grid's budget, the run's own files say the rest
+
         def mean(values: list[float] | None) -> float:
             return sum(values) / len(values) if values else math.nan
 

@@ -463,6 +463,7 @@ def gru_sequence(hidden: int, rounds: int = 3, repeats: int = 10) -> None:
         cells = [f"{min(t):.1f} / {statistics.median(t):.1f}" for t in times]
         print(f"{f'{batch} x {steps}':<20} {cells[0]:>16} {cells[1]:>18} {cells[2]:>16}")
 
+
 def parity(
     seeds: list[int], timesteps: int, hyper: Hyper, cell: str, matched: bool = False
 ) -> None:

@@ -13,8 +13,10 @@ It writes ``probe.csv`` (one row per run) and ``curves.csv`` (distance against s
 how the runs that reached 95 % differ from those that did not. ``--models`` probes saved models
 instead (during or after training)::
 
-    python scripts/cue_probe.py --length 1000 --models results/ladder_main/runs/*/model.zip A check that the warmup was
-reproduced: the recomputed VAA* of the actor must equal ``warmup_vaa_star_actor`` of the run.
+    python scripts/cue_probe.py --length 1000 --models results/ladder_main/runs/*/model.zip
+
+A check that the warmup was reproduced: the recomputed VAA* of the actor must equal
+``warmup_vaa_star_actor`` of the run.
 """
 
 from __future__ import annotations
@@ -60,17 +62,23 @@ def cue_sequences(length: int, obs_dim: int = 4) -> np.ndarray:
     return obs
 
 
+def _walk_outputs(policy: Any, length: int) -> torch.Tensor:
+    """The actor's last-layer outputs ``(2, length + 1, H)`` along the two walks of
+    :func:`cue_sequences` (cue up, cue down)."""
+    obs = cue_sequences(length, int(np.prod(policy.observation_space.shape)))
+    actor, _ = policy_features(policy, [obs[0], obs[1]])
+    net = recurrent_networks(policy)["actor"]
+    with torch.no_grad():
+        return net(torch.stack(actor)).outputs
+
+
 def cue_distance(policy: Any, length: int, extra: int = 0) -> dict[str, Any]:
     """Distance between the actor's outputs for the two cues, at every step of the walk.
 
     ``extra`` more corridor steps are inserted before the junction, to see how long the
     separation lasts beyond the task's own length (the junction observation then comes later).
     """
-    obs = cue_sequences(length + extra, int(np.prod(policy.observation_space.shape)))
-    actor, _ = policy_features(policy, [obs[0], obs[1]])
-    net = recurrent_networks(policy)["actor"]
-    with torch.no_grad():
-        out = net(torch.stack(actor)).outputs  # (2, T, H)
+    out = _walk_outputs(policy, length + extra)
     d = (out[0] - out[1]).norm(dim=-1).numpy()
     norm = 0.5 * (out[0].norm(dim=-1) + out[1].norm(dim=-1)).numpy()
     return {"distance": d, "norm": norm}
@@ -86,13 +94,9 @@ def trained_probe(path: Path, length: int) -> dict[str, Any]:
     """
     from rl_warmup.sb3.ppo import FastRecurrentPPO
 
-    model = FastRecurrentPPO.load(path, device="cpu")
-    policy = model.policy
-    obs = cue_sequences(length, int(np.prod(policy.observation_space.shape)))
-    actor, _ = policy_features(policy, [obs[0], obs[1]])
-    net = recurrent_networks(policy)["actor"]
+    policy = FastRecurrentPPO.load(path, device="cpu").policy
+    out = _walk_outputs(policy, length)
     with torch.no_grad():
-        out = net(torch.stack(actor)).outputs
         probs = torch.softmax(policy.action_net(policy.mlp_extractor.forward_actor(out[:, -1])), dim=-1)
     return {"distance": (out[0] - out[1]).norm(dim=-1).numpy(), "probs": probs.numpy()}
 

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_policy.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_policy", _SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_policy"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_policy")
 
 
 def _tiny(bench: ModuleType) -> object:

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 
 from rl_warmup.experiment.config import TrainConfig
 from rl_warmup.experiment.train import train
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cue_probe.py"
-
 
 @pytest.fixture(scope="module")
 def probe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cue_probe", _SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cue_probe"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cue_probe")
 
 
 def test_models_probe_matches_the_policy_run_by_hand(probe: ModuleType, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

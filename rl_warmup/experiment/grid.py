@@ -19,6 +19,7 @@ same grid is run again; interrupted or failed runs resume from their last checkp
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import math
 import multiprocessing
 import os
@@ -182,7 +183,6 @@ def missing_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["status"] not in ("finished", "failed")]
 
 
-
 def runs_dir(config: CompareConfig) -> Path:
     return Path(config.output_dir) / "runs"
 
@@ -258,7 +258,7 @@ def memory_length(env_id: str) -> float:
 
 def run_row(run: GridRun, *, status: str | None = None, error: str = "", reused: bool = False) -> dict[str, Any]:
     """The ``results.csv`` row of a run, read from its directory."""
-    from rl_warmup.experiment.train import RunResult
+    from rl_warmup.experiment.train import RunResult, load_saved_config
 
     run_dir = run.config.run_dir
     row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS, "")
@@ -291,13 +291,11 @@ def run_row(run: GridRun, *, status: str | None = None, error: str = "", reused:
             return row
 
         saved = run_dir / "config.yaml"
-        if saved.exists():  # the budget the run was given (a --report-only or a later
-            try:  # invocation may name another one)
-                from rl_warmup.experiment.train import load_saved_config
-
+        # the budget the run was given (a --report-only or a later invocation may name another);
+        # a damaged config.yaml keeps the grid's budget, the run's own files say the rest
+        if saved.exists():
+            with contextlib.suppress(ValueError):
                 row["total_timesteps"] = load_saved_config(saved).total_timesteps
-            except ValueError:
-                pass  # a damaged config.yaml: the grid's budget, the run's own files say the rest
 
         def mean(values: list[float] | None) -> float:
             return sum(values) / len(values) if values else math.nan

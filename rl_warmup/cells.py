@@ -121,6 +121,10 @@ class RecurrentLayer(nn.Module, ABC):
         """Re-initialise the warmable parameters (used by warmup's restart rule)."""
         self.warm_part.reset_parameters(generator)
 
+    def input_weight(self) -> Tensor:
+        """The matrix that maps this layer's input to its gates (for ``WarmupConfig.input_scale``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say which of its weights read its input")
+
     @abstractmethod
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Initialise all parameters, drawing from ``generator`` when given."""
@@ -259,6 +263,9 @@ class _FusedLayer(RecurrentLayer):
 
     rnn: nn.LSTM | nn.GRU
     is_lstm: bool
+
+    def input_weight(self) -> Tensor:
+        return self.rnn.weight_ih_l0
 
     def _split(self, state: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         h = state[:, : self.hidden_size].unsqueeze(0).contiguous()
@@ -569,6 +576,9 @@ class _LoopLayer(RecurrentLayer):
         super().__init__(input_size, hidden_size)
         self.state_size = hidden_size
         self.input_proj = nn.Linear(input_size, n_gates * hidden_size)
+
+    def input_weight(self) -> Tensor:
+        return self.input_proj.weight
 
     def input_projection(self, inputs: Tensor) -> Tensor:
         """``(..., input_size) -> (..., n_gates * hidden_size)``."""

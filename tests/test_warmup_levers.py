@@ -95,6 +95,44 @@ def test_lstm_forget_bias_is_set_before_warming_and_after_every_restart(monkeypa
         assert torch.equal(ih, torch.full((4,), 2.5)) and torch.equal(hh, torch.zeros(4))
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "mgu", "brc", "nbrc"])
+def test_input_scale_multiplies_the_input_weights_before_warming_and_after_every_restart(
+    cell: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rl_warmup.warmup as warmup_mod
+
+    net = RecurrentNetwork(cell, 1, 4, 1, generator=torch.Generator().manual_seed(0))
+    fresh = RecurrentNetwork(cell, 1, 4, 1, generator=torch.Generator().manual_seed(0))
+    seen = []
+    original = warmup_mod._attempt
+
+    def spy(network, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(network.layers[0].input_weight().detach().clone())
+        return original(network, *args, **kwargs)
+
+    def reset_to_ones(generator=None):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            net.layers[0].input_weight().fill_(1.0)
+
+    monkeypatch.setattr(warmup_mod, "_attempt", spy)
+    monkeypatch.setattr(net.layers[0], "reset_warmable_parameters", reset_to_ones)
+    with pytest.raises(WarmupError):  # every attempt refused, so every restart is seen
+        warmup(net, sequences(), WarmupConfig(**{**FAST, "restart_below": 0.99 - 1e-9, "restart_threshold": 0.99},
+                                              input_scale=0.25, max_restarts=1))
+    assert len(seen) == 2
+    # the first attempt: the network's own input weights, scaled; the restart: its fresh draw
+    # (made all ones here, to be recognisable), scaled
+    assert torch.equal(seen[0], fresh.layers[0].input_weight().detach() * 0.25)
+    assert torch.equal(seen[1], torch.full_like(seen[1], 0.25))
+
+
+def test_input_scale_one_is_the_paper() -> None:
+    a, b = lstm(), lstm()
+    warmup(a, sequences(), WarmupConfig(**FAST))
+    warmup(b, sequences(), WarmupConfig(**FAST, input_scale=1.0))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
 def test_grad_clip_bounds_the_update_and_records_the_unclipped_norm() -> None:
     base = dict(FAST, vaa_checkpoints=None, settle_start=1, settle_increment=0, settle_max=1)
     free, clipped = lstm(), lstm()
@@ -173,6 +211,8 @@ def test_restart_moving_refuses_states_that_never_settle(monkeypatch: pytest.Mon
         ({"state_view": "c"}, "state_view must be one of"),
         ({"lstm_forget_bias": math.inf}, "lstm_forget_bias must be finite"),
         ({"grad_clip": 0.0}, "grad_clip must be > 0"),
+        ({"input_scale": 0.0}, "input_scale must be finite and > 0"),
+        ({"input_scale": math.nan}, "input_scale must be finite and > 0"),
         ({"best_every": 0}, "best_every must be >= 1"),
         ({"vaa_checkpoints": ()}, "vaa_checkpoints must be settling lengths"),
         ({"vaa_n": 1}, "vaa_n must be >= 2"),

@@ -121,6 +121,8 @@ class TrainConfig:
     """Re-initialise warmable LSTM layers before warming: orthogonal, chrono, or none (keep)."""
     warmup_chrono_t_max: int = _WU.chrono_t_max
     """t_max of warmup_lstm_init=chrono."""
+    warmup_input_scale: float = _WU.input_scale
+    """Multiply the warmable layers' input weights by this before warming (1: unchanged, the paper)."""
     warmup_perturbations: int = _WU.perturbations
     """Constant perturbations each VAA* is averaged over (1: the paper)."""
     warmup_grad_clip: float | None = _WU.grad_clip

@@ -110,6 +110,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
                   "restart_horizon": 2000, "max_restarts": 10, "input_scale": 0.3},
     "s03-ck8-h3": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_below": 0.07,
                    "restart_horizon": 2000, "max_restarts": 10, "input_scale": 0.3},
+    # the lasting-separation target as the restart rule: the outputs of the check's three draws
+    # must not halve before M = 1 000 and must move less than 1e-3 per step there
+    "ck8-t": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_below": 0.07,
+              "restart_horizon": 1000, "vaa_checkpoints": (100, 200, 500, 1000), "max_restarts": 10},
+    "s03-ck8-t": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_below": 0.07,
+                  "restart_horizon": 1000, "vaa_checkpoints": (100, 200, 500, 1000), "max_restarts": 10,
+                  "input_scale": 0.3},
     "k8": {"perturbations": 8},
     "ck8": {"grad_clip": 1.0, "perturbations": 8},
     "ortho-c": {"lstm_init": "orthogonal", "grad_clip": 1.0},

@@ -15,6 +15,9 @@ instead (during or after training)::
 
     python scripts/cue_probe.py --length 1000 --models results/ladder_main/runs/*/model.zip
 
+``--fresh K`` also probes ``K`` untrained policies of each model's architecture (torch seeds
+``0 .. K-1``): what separation a cell starts with before any warmup or training.
+
 A check that the warmup was reproduced: the recomputed VAA* of the actor must equal
 ``warmup_vaa_star_actor`` of the run.
 """
@@ -105,17 +108,34 @@ def _fmt(values: np.ndarray) -> str:
     return "[" + " ".join(f"{v:.3f}" for v in values) + "]"
 
 
-def models_main(paths: list[Path], length: int) -> int:
+def fresh_probe(path: Path, length: int, seed: int) -> dict[str, Any]:
+    """Like :func:`trained_probe`, for an untrained policy of the saved model's architecture
+    (class, spaces and ``policy_kwargs``), initialised under ``torch.manual_seed(seed)``."""
+    from rl_warmup.sb3.ppo import FastRecurrentPPO
+
+    model = FastRecurrentPPO.load(path, device="cpu")
+    torch.manual_seed(seed)
+    policy = type(model.policy)(model.observation_space, model.action_space, lambda _: 0.0, **model.policy_kwargs)
+    out = _walk_outputs(policy, length)
+    with torch.no_grad():
+        probs = torch.softmax(policy.action_net(policy.mlp_extractor.forward_actor(out[:, -1])), dim=-1)
+    return {"distance": (out[0] - out[1]).norm(dim=-1).numpy(), "probs": probs.numpy()}
+
+
+def models_main(paths: list[Path], length: int, fresh: int = 0) -> int:
     """Print, per saved model, the cue separation at the first step and at the junction, and the
-    junction action probabilities after each cue (``--models``)."""
+    junction action probabilities after each cue (``--models``); with ``fresh``, the same for
+    that many untrained policies of its architecture."""
     for path in paths:
-        res = trained_probe(path, length)
-        d, probs = res["distance"], res["probs"]
-        print(
-            f"{path}: separation step 1 {d[0]:.3f}, junction {d[-1]:.3f}; junction action probabilities "
-            f"after cue up {_fmt(probs[0])}, after cue down {_fmt(probs[1])}",
-            flush=True,
-        )
+        probes = [(str(path), trained_probe(path, length))]
+        probes += [(f"{path} (untrained, seed {k})", fresh_probe(path, length, k)) for k in range(fresh)]
+        for name, res in probes:
+            d, probs = res["distance"], res["probs"]
+            print(
+                f"{name}: separation step 1 {d[0]:.3f}, junction {d[-1]:.3f}; junction action probabilities "
+                f"after cue up {_fmt(probs[0])}, after cue down {_fmt(probs[1])}",
+                flush=True,
+            )
     return 0
 
 
@@ -181,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         "training, on the memory length --length",
     )
     parser.add_argument("--length", type=int, default=None, help="memory length L of --models")
+    parser.add_argument("--fresh", type=int, default=0,
+                        help="with --models: also probe this many untrained policies of each model's architecture")
     parser.add_argument("--extra", type=int, default=450, help="corridor steps added beyond L (default 450)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -188,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.models:
         if args.length is None:
             parser.error("--models needs --length (the memory length L of the runs)")
-        return models_main(args.models, args.length)
+        return models_main(args.models, args.length, args.fresh)
     if not args.dirs or args.out is None:
         parser.error("give compare.py output directories and --out (or --models with --length)")
     args.out.mkdir(parents=True, exist_ok=True)

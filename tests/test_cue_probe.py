@@ -46,5 +46,11 @@ def test_models_probe_matches_the_policy_run_by_hand(probe: ModuleType, tmp_path
     np.testing.assert_allclose((outs[0] - outs[1]).norm(dim=-1).detach().numpy(), res["distance"], atol=1e-6)
     assert probe.main(["--models", str(model_path), "--length", "10"]) == 0
     assert "junction action probabilities" in capsys.readouterr().out
+    # an untrained policy of the same architecture: the trained weights are not used, the draw is seeded
+    fresh = probe.fresh_probe(model_path, 10, seed=0)
+    assert not np.allclose(fresh["probs"], res["probs"])
+    np.testing.assert_array_equal(fresh["distance"], probe.fresh_probe(model_path, 10, seed=0)["distance"])
+    assert probe.main(["--models", str(model_path), "--length", "10", "--fresh", "2"]) == 0
+    assert capsys.readouterr().out.count("(untrained, seed") == 2
     with pytest.raises(SystemExit):
         probe.main(["--models", str(model_path)])  # --length missing

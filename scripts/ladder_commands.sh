@@ -39,6 +39,13 @@ long_alt() {  # L = 500 and 1 000 for the cells that are cheap or that beat warm
   python scripts/compare.py --cells chrono_lstm --conditions cold --envs $P-L500-v0 --seeds 0 1 2 $G --output-dir results/ladder_chrono500 --set $CK t_max=500
   python scripts/compare.py --cells chrono_lstm --conditions cold --envs $P-L1000-v0 --seeds 0 1 2 $G --output-dir results/ladder_chrono1000 --set $CK t_max=1000
 }
+tmaze() {  # the T-Maze L = 100 (active) for the conditions other than the GRU's (those are in gru_short)
+  T=rl_warmup/TMaze-L100-v0
+  python scripts/compare.py --cells lstm --conditions warmed cold --envs $T --seeds 0 1 2 3 4 $G --output-dir results/ladder_tmaze_lstm --set $CK $WU
+  python scripts/compare.py --cells lstm --conditions cold --envs $T --seeds 0 1 2 3 4 $G --output-dir results/ladder_tmaze_fb1 --set $CK lstm_forget_bias=1
+  python scripts/compare.py --cells chrono_lstm --conditions cold --envs $T --seeds 0 1 2 3 4 $G --output-dir results/ladder_tmaze_chrono --set $CK t_max=100
+  python scripts/compare.py --cells nbrc brc --conditions cold --envs $T --seeds 0 1 2 3 4 $G --output-dir results/ladder_tmaze_alt --set $CK
+}
 speedups() {  # finite cold / warmed ratios at L = 10 and 50: cold agents get 10x the warmed budget
   for E in "$P-v0 20000" "$P-L50-v0 60000"; do
     set -- $E
@@ -60,10 +67,16 @@ report() {  # every directory's results.csv over its whole grid (runs not yet tr
   python scripts/compare.py $R --cells lstm --conditions cold --envs $P-L500-v0 $P-L1000-v0 --seeds 0 1 2 --output-dir results/ladder_fb1_long --set $CK lstm_forget_bias=1
   python scripts/compare.py $R --cells chrono_lstm --conditions cold --envs $P-L500-v0 --seeds 0 1 2 --output-dir results/ladder_chrono500 --set $CK t_max=500
   python scripts/compare.py $R --cells chrono_lstm --conditions cold --envs $P-L1000-v0 --seeds 0 1 2 --output-dir results/ladder_chrono1000 --set $CK t_max=1000
+  T=rl_warmup/TMaze-L100-v0
+  python scripts/compare.py $R --cells lstm --conditions warmed cold --envs $T --seeds 0 1 2 3 4 --output-dir results/ladder_tmaze_lstm --set $CK $WU
+  python scripts/compare.py $R --cells lstm --conditions cold --envs $T --seeds 0 1 2 3 4 --output-dir results/ladder_tmaze_fb1 --set $CK lstm_forget_bias=1
+  python scripts/compare.py $R --cells chrono_lstm --conditions cold --envs $T --seeds 0 1 2 3 4 --output-dir results/ladder_tmaze_chrono --set $CK t_max=100
+  python scripts/compare.py $R --cells nbrc brc --conditions cold --envs $T --seeds 0 1 2 3 4 --output-dir results/ladder_tmaze_alt --set $CK
   python scripts/compare.py $R --cells gru --conditions warmed cold --envs $P-v0 $P-L50-v0 --seeds 0 1 2 3 4 --output-dir results/speedup --set stop_at_threshold=true
   local dirs=""
   for d in results/ladder_main results/ladder_main_a results/ladder_lstm results/ladder_alt results/ladder_fb1:fb1 results/ladder_chrono100 results/ladder_chrono250 \
-           results/ladder_nbrc_long results/ladder_lstm_long results/ladder_fb1_long:fb1 results/ladder_chrono500 results/ladder_chrono1000; do
+           results/ladder_nbrc_long results/ladder_lstm_long results/ladder_fb1_long:fb1 results/ladder_chrono500 results/ladder_chrono1000 \
+           results/ladder_tmaze_lstm results/ladder_tmaze_fb1:fb1 results/ladder_tmaze_chrono results/ladder_tmaze_alt; do
     [ -f "${d%%:*}/results.csv" ] && dirs="$dirs $d"
   done
   python scripts/ladder_report.py $dirs --output-dir results/ladder_report
@@ -71,7 +84,7 @@ report() {  # every directory's results.csv over its whole grid (runs not yet tr
 }
 
 if [ $# -eq 0 ]; then
-  echo "usage: bash scripts/ladder_commands.sh SECTION... (gru_long gru_short others long_alt speedups report)" >&2
+  echo "usage: bash scripts/ladder_commands.sh SECTION... (gru_long gru_short others long_alt tmaze speedups report)" >&2
   exit 2
 fi
 for section in "$@"; do "$section"; done

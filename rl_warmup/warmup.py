@@ -121,6 +121,11 @@ class WarmupConfig:
     inputs merge within fewer steps than the memory asked for. A warmup that only made short
     transients (VAA* high at ``settle_max`` steps, one attractor a few hundred steps later, the
     common LSTM outcome) is tried again. ``None``: no such rule (the paper)."""
+    check_draws: int = 3
+    """Independent exact measures (each with its own initial states and constant perturbation) that
+    ``restart_horizon`` and ``restart_moving`` must all pass. An LSTM's memory horizon varies with
+    the perturbation (one warmed 1 x 32 network: 2000+ steps under three draws, 1000 under a
+    fourth); more draws certify more directions and restart more often. Unused without those rules."""
     check_settle_steps: int | None = None
     """Settling length of the check after warmup (``settle_max`` when ``None``). States can keep
     merging slowly past ``settle_max``; a longer check (e.g. 1000) sees that collapse."""
@@ -235,6 +240,8 @@ class WarmupConfig:
             if len(self.vaa_checkpoints) == 0 or any(int(m) < 1 for m in self.vaa_checkpoints):
                 raise ValueError(f"WarmupConfig.vaa_checkpoints must be settling lengths >= 1, got {self.vaa_checkpoints}")
             object.__setattr__(self, "vaa_checkpoints", tuple(sorted({int(m) for m in self.vaa_checkpoints})))
+        if self.check_draws < 1:
+            raise ValueError(f"WarmupConfig.check_draws must be >= 1, got {self.check_draws}")
         if self.restart_moving is not None:
             if not self.restart_moving > 0:
                 raise ValueError(f"WarmupConfig.restart_moving must be > 0 or None, got {self.restart_moving}")
@@ -452,11 +459,6 @@ def _prepare_lstm_gates(network: RecurrentNetwork, config: WarmupConfig, generat
             set_lstm_forget_bias(rnn, config.lstm_forget_bias)
 
 
-_CHECK_DRAWS = 3
-"""Exact measures (each with its own initial states and perturbation) that ``restart_horizon`` and
-``restart_moving`` must all pass: an LSTM's memory horizon varies with the perturbation (one
-warmed 1 x 32 network: 2000+ steps under three draws, 1000 under a fourth)."""
-
 _SCORE_DRAWS = 4
 """Batches (each with its own perturbation) that ``keep_best`` scores an iterate on: multistability
 depends on the perturbation, and one draw alone selects iterates that suit that draw."""
@@ -579,7 +581,7 @@ def _attempt(
     if config.vaa_checkpoints is None:
         return None
     rules = config.restart_horizon is not None or config.restart_moving is not None
-    for draw in range(_CHECK_DRAWS if rules else 1):
+    for draw in range(config.check_draws if rules else 1):
         measured = measure_vaa(
             network,
             padded,

@@ -39,6 +39,10 @@ long_alt() {  # L = 500 and 1 000 for the cells that are cheap or that beat warm
   python scripts/compare.py --cells chrono_lstm --conditions cold --envs $P-L500-v0 --seeds 0 1 2 $G --output-dir results/ladder_chrono500 --set $CK t_max=500
   python scripts/compare.py --cells chrono_lstm --conditions cold --envs $P-L1000-v0 --seeds 0 1 2 $G --output-dir results/ladder_chrono1000 --set $CK t_max=1000
 }
+tmaze_gru() {  # the T-Maze L = 100 (active) alone for the GRU (the same runs as gru_short's last line)
+  python scripts/compare.py --cells gru --conditions warmed cold --envs rl_warmup/TMaze-L100-v0 --seeds 0 1 2 3 4 $G --output-dir results/ladder_main_a --set $CK
+}
+
 tmaze() {  # the T-Maze L = 100 (active) for the conditions other than the GRU's (those are in gru_short)
   T=rl_warmup/TMaze-L100-v0
   python scripts/compare.py --cells lstm --conditions warmed cold --envs $T --seeds 0 1 2 3 4 $G --output-dir results/ladder_tmaze_lstm --set $CK $WU
@@ -84,7 +88,7 @@ report() {  # every directory's results.csv over its whole grid (runs not yet tr
 }
 
 if [ $# -eq 0 ]; then
-  echo "usage: bash scripts/ladder_commands.sh SECTION... (gru_long gru_short others long_alt tmaze speedups report)" >&2
+  echo "usage: bash scripts/ladder_commands.sh SECTION... (gru_long gru_short others long_alt tmaze_gru tmaze speedups report)" >&2
   exit 2
 fi
 for section in "$@"; do "$section"; done

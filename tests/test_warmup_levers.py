@@ -205,6 +205,35 @@ def test_restart_moving_refuses_states_that_never_settle(monkeypatch: pytest.Mon
     assert warmup(lstm(), sequences(), WarmupConfig(**FAST, max_restarts=0)).vaa.movement == 0.5  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("check_draws", [1, 3, 8])
+def test_restart_rules_read_check_draws_independent_measures(monkeypatch: pytest.MonkeyPatch, check_draws: int) -> None:
+    # a network that passes under every perturbation but the fifth drawn: certified by up to four
+    # draws, refused by five or more; without a horizon/moving rule only one measure is taken
+    import rl_warmup.warmup as warmup_mod
+    from rl_warmup.vaa import VAACurve, VAAMeasurement
+
+    calls: list[int] = []
+
+    def fifth_moves(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        moving = 0.5 if len(calls) == 5 else 1e-6
+        curve = VAACurve((10, 50), (1.0, 1.0), (moving, moving), (16, 16), (0, 0), None, 16)
+        return VAAMeasurement(1.0, 16, 0, moving, 16, curve)
+
+    monkeypatch.setattr(warmup_mod, "measure_vaa", fifth_moves)
+    config = WarmupConfig(**FAST, restart_moving=1e-2, max_restarts=0, check_draws=check_draws)
+    if check_draws < 5:
+        warmup(lstm(), sequences(), config)
+        assert len(calls) == check_draws
+    else:
+        with pytest.raises(WarmupError, match="still move by 0.5 per step"):
+            warmup(lstm(), sequences(), config)
+        assert len(calls) == 5
+    calls.clear()
+    warmup(lstm(), sequences(), WarmupConfig(**FAST, max_restarts=0, check_draws=check_draws))
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -219,6 +248,7 @@ def test_restart_moving_refuses_states_that_never_settle(monkeypatch: pytest.Mon
         ({"restart_moving": 1e-2, "vaa_checkpoints": None}, "restart_moving reads the exact VAA"),
         ({"restart_horizon": 20_000}, "restart_horizon reads the exact VAA curve"),
         ({"restart_horizon": 0}, "restart_horizon must be >= 1"),
+        ({"check_draws": 0}, "check_draws must be >= 1"),
     ],
 )
 def test_bad_lever_settings(changes: dict, message: str) -> None:  # type: ignore[type-arg]

@@ -71,10 +71,12 @@ def test_speedup_of_empty_sides_is_nan() -> None:
     assert all(math.isnan(v) for v in speedup([], [run])[:3])
 
 
-def test_every_command_of_the_ladder_script_is_a_valid_grid(tmp_path: Path) -> None:
-    """scripts/ladder_commands.sh, run with a stand-in ``python`` that records its arguments: every
-    compare.py invocation parses, expands to a grid of valid run configurations, and the report
-    section covers every output directory that the study sections write."""
+@pytest.mark.parametrize(("name", "min_compares"), [("ladder_commands.sh", 20), ("regularizer_commands.sh", 6)])
+def test_every_command_of_a_study_script_is_a_valid_grid(tmp_path: Path, name: str, min_compares: int) -> None:
+    """scripts/ladder_commands.sh and scripts/regularizer_commands.sh, run with a stand-in
+    ``python`` that records its arguments: every compare.py invocation parses, expands to a grid of
+    valid run configurations, and the report section covers every output directory that the study
+    sections write; every supervised.py invocation parses into valid configurations."""
     import os
     import shlex
     import subprocess
@@ -89,17 +91,17 @@ def test_every_command_of_the_ladder_script_is_a_valid_grid(tmp_path: Path) -> N
     fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {shlex.quote(str(calls))}\n')
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
-    script = (repo / "scripts" / "ladder_commands.sh").read_text()
+    script = (repo / "scripts" / name).read_text()
     sections = re.findall(r"^(\w+)\(\) \{", script, flags=re.M)
     assert "report" in sections and len(sections) >= 5
     res = subprocess.run(
-        ["bash", str(repo / "scripts" / "ladder_commands.sh"), *sections], env=env, capture_output=True, text=True,
+        ["bash", str(repo / "scripts" / name), *sections], env=env, capture_output=True, text=True,
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
     lines = calls.read_text().splitlines()
     compares = [shlex.split(line)[1:] for line in lines if line.startswith("scripts/compare.py")]
-    assert len(compares) >= 20
+    assert len(compares) >= min_compares
     written, reported = set(), set()
     for argv in compares:
         args = compare_parser().parse_args(argv)
@@ -108,4 +110,10 @@ def test_every_command_of_the_ladder_script_is_a_valid_grid(tmp_path: Path) -> N
         assert runs, argv
         (reported if config.report_only else written).add(config.output_dir)
     assert written <= reported
+    from rl_warmup.experiment.supervised_cli import build_parser, configs_from_args
+
+    for line in lines:
+        if line.startswith("scripts/supervised.py"):
+            configs = configs_from_args(build_parser().parse_args(shlex.split(line)[1:]))
+            assert configs, line
     assert any(line.startswith("scripts/ladder_report.py") for line in lines)

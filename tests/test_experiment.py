@@ -479,7 +479,9 @@ def test_compare_on_a_local_ray_cluster(tmp_path: Path) -> None:
     settings = {k: v for k, v in TINY.items() if k != "total_timesteps"}
     proc = _run([COMPARE, "--backend", "ray", "--workers", "1", "--envs", "rl_warmup/PassiveTMaze-v0", "--cells",
                  "gru", "--conditions", "warmed", "--seeds", "0", "--total-timesteps", "128", "--output-dir",
-                 str(report), "--set", *(f"{k}={v}" for k, v in settings.items()), "tensorboard=false"], tmp_path)
+                 str(report), "--set", *(f"{k}={v}" for k, v in settings.items()), "tensorboard=false"], tmp_path,
+                # starting a local Ray cluster alone takes ~110 s next to two busy processes on 2 cores
+                timeout=600)
     assert proc.returncode == 0, proc.stderr
     (row,) = _rows(report / "results.csv")
     assert row["status"] == "finished" and int(row["num_timesteps"]) == 128

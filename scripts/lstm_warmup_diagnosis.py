@@ -119,6 +119,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
                   "input_scale": 0.3},
     # s03-ck8-t certified on eight draws instead of three (more restarts allowed), and with the
     # input weights scaled by 0.1 instead of 0.3: the two levers against the direction dependence
+    "ck8-t8": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_below": 0.07,
+               "restart_horizon": 1000, "vaa_checkpoints": (100, 200, 500, 1000), "max_restarts": 20,
+               "check_draws": 8},
     "s03-ck8-t8": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_below": 0.07,
                    "restart_horizon": 1000, "vaa_checkpoints": (100, 200, 500, 1000), "max_restarts": 20,
                    "input_scale": 0.3, "check_draws": 8},

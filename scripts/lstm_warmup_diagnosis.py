@@ -122,6 +122,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ck8-t8": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_below": 0.07,
                "restart_horizon": 1000, "vaa_checkpoints": (100, 200, 500, 1000), "max_restarts": 20,
                "check_draws": 8},
+    # ck8-t lets through outputs whose VAA halves exactly at M = 1 000 (the horizon rule restarts
+    # only on a horizon *shorter* than 1 000): the horizon restart of ck8-h read at M = 2 000, with
+    # the movement rule at 1e-3 there and eight draws
+    "ck8-h8": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_below": 0.07,
+               "restart_horizon": 2000, "vaa_checkpoints": (100, 200, 500, 1000, 2000), "max_restarts": 20,
+               "check_draws": 8},
+    "s03-ck8-h8": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_below": 0.07,
+                   "restart_horizon": 2000, "vaa_checkpoints": (100, 200, 500, 1000, 2000), "max_restarts": 20,
+                   "check_draws": 8, "input_scale": 0.3},
     "s03-ck8-t8": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_below": 0.07,
                    "restart_horizon": 1000, "vaa_checkpoints": (100, 200, 500, 1000), "max_restarts": 20,
                    "input_scale": 0.3, "check_draws": 8},

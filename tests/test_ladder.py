@@ -117,3 +117,23 @@ def test_every_command_of_a_study_script_is_a_valid_grid(tmp_path: Path, name: s
             configs = configs_from_args(build_parser().parse_args(shlex.split(line)[1:]))
             assert configs, line
     assert any(line.startswith("scripts/ladder_report.py") for line in lines)
+
+
+def test_a_family_at_one_memory_length_is_drawn_as_bars_per_condition(tmp_path: Path) -> None:
+    # a line over one point would stack every condition that scored the same on one marker
+    from rl_warmup.experiment.ladder import plot_ladder
+
+    def run(label: str, seed: int, reached: bool, final: float, length: float = 100.0, family: str = "TMaze") -> LadderRun:
+        return LadderRun(label, f"rl_warmup/{family}-L{length:g}-v0", family, length, seed, reached,
+                         1000.0 if reached else math.nan, 2000, final, 0.5, 0.5, 1000, 5000, 1.0)
+
+    runs = [run("warmed gru", 0, True, 1.0), run("warmed gru", 1, False, 0.0), run("cold gru", 0, False, 0.5),
+            run("cold gru", 1, False, 0.5)]
+    fig = plot_ladder(runs, tmp_path / "one.png")
+    (ax,) = fig.axes
+    heights = sorted(round(p.get_height(), 3) for p in ax.patches)
+    assert heights == [0.0, 0.5, 0.5, 0.5]  # cold: reached 0, final 0.5; warmed: reached 0.5, final 0.5
+    assert sorted(t.get_text() for t in ax.get_xticklabels()) == ["cold gru", "warmed gru"]
+    # two lengths: lines, no bars
+    fig = plot_ladder([*runs, run("warmed gru", 0, True, 1.0, length=250.0)], tmp_path / "two.png")
+    assert not fig.axes[0].patches and fig.axes[0].lines

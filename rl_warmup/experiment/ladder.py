@@ -227,10 +227,32 @@ def ladder_markdown(runs: Sequence[LadderRun], *, threshold: float = 0.95) -> st
     return "\n".join(lines)
 
 
+def _bars(ax: Any, members: Sequence[LadderRun], labels: Sequence[str], colors: dict[str, str], threshold: float) -> None:
+    """A family measured at one memory length: a line over one point would stack every condition
+    that scored the same on one marker, so each condition gets a pair of bars instead."""
+    present = [label for label in labels if any(r.label == label for r in members)]
+    x = np.arange(len(present))
+    for i, label in enumerate(present):
+        group = [r for r in members if r.label == label]
+        reached = sum(r.reached for r in group) / len(group)
+        final = float(np.mean([r.final_success for r in group]))
+        ax.bar(x[i] - 0.2, reached, 0.4, color=colors[label], label=f"{label}: reached {100 * threshold:g} %")
+        ax.bar(x[i] + 0.2, final, 0.4, color=colors[label], alpha=0.35, hatch="//",
+               label=f"{label}: final success")
+        ax.text(x[i] - 0.2, reached + 0.01, f"{sum(r.reached for r in group)}/{len(group)}", ha="center",
+                va="bottom", fontsize=7)
+    ax.set_xticks(x, present, rotation=35, ha="right", fontsize=8)
+    ax.set_xlabel(f"condition (memory length L = {members[0].memory_length:g})")
+    ax.set_title(members[0].family, fontsize=11)
+    ax.set_ylim(0, 1.08)
+    ax.grid(alpha=0.3, axis="y")
+
+
 def plot_ladder(runs: Sequence[LadderRun], path: str | Path, *, threshold: float = 0.95) -> Any:
     """Success against memory length (log scale), one panel per environment family: the
     fraction of seeds that reached the threshold (solid) and the mean final success (dashed),
-    one colour per condition label. Returns the matplotlib figure."""
+    one colour per condition label. A family measured at a single length gets bars per condition
+    (reached: solid, with the count; final success: hatched). Returns the matplotlib figure."""
     families = list(dict.fromkeys(r.family for r in sorted(runs, key=lambda r: r.family)))
     fig = _figure(4.6 * max(len(families), 1) + 2.8, 4.4)
     axes = np.atleast_1d(fig.subplots(1, max(len(families), 1), sharey=True, squeeze=False)[0])
@@ -238,6 +260,9 @@ def plot_ladder(runs: Sequence[LadderRun], path: str | Path, *, threshold: float
     colors = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     for ax, family in zip(axes, families, strict=False):
         members = [r for r in runs if r.family == family]
+        if len({r.memory_length for r in members}) == 1:
+            _bars(ax, members, labels, colors, threshold)
+            continue
         for label in labels:
             lengths = sorted({r.memory_length for r in members if r.label == label})
             if not lengths:

@@ -226,7 +226,7 @@ def test_restart_rules_read_check_draws_independent_measures(monkeypatch: pytest
         warmup(lstm(), sequences(), config)
         assert len(calls) == check_draws
     else:
-        with pytest.raises(WarmupError, match="still move by 0.5 per step"):
+        with pytest.raises(WarmupError, match=r"still move by 0\.5 per step"):
             warmup(lstm(), sequences(), config)
         assert len(calls) == 5
     calls.clear()

@@ -114,6 +114,12 @@ class WarmupConfig:
     step at the last of ``vaa_checkpoints`` (states that never settle: chaotic or oscillating,
     the "too extreme" case that ``restart_threshold`` does not always catch). ``None``: no such
     rule (the paper)."""
+    restart_moving_at: int | None = None
+    """Settling length, one of ``vaa_checkpoints``, at which ``restart_moving`` reads the outputs'
+    movement; ``None``: the last checkpoint. A memory asked to last ``T`` steps is judged at
+    ``T`` while the horizon rule needs a checkpoint past it (see ``restart_horizon``): e.g.
+    checkpoints ``(100, 200, 500, 1000, 2000)``, ``restart_horizon=2000``,
+    ``restart_moving_at=1000``."""
     restart_horizon: int | None = None
     """After warmup, restart when the memory horizon of the exact VAA of the outputs (the first
     of ``vaa_checkpoints`` at which it fell below half its value at the first one, see
@@ -247,6 +253,14 @@ class WarmupConfig:
                 raise ValueError(f"WarmupConfig.restart_moving must be > 0 or None, got {self.restart_moving}")
             if self.vaa_checkpoints is None:
                 raise ValueError("WarmupConfig.restart_moving reads the exact VAA after warmup: set vaa_checkpoints")
+        if self.restart_moving_at is not None:
+            if self.restart_moving is None:
+                raise ValueError("WarmupConfig.restart_moving_at needs restart_moving")
+            if self.vaa_checkpoints is None or int(self.restart_moving_at) not in self.vaa_checkpoints:
+                raise ValueError(
+                    f"WarmupConfig.restart_moving_at must be one of vaa_checkpoints {self.vaa_checkpoints}, "
+                    f"got {self.restart_moving_at}"
+                )
         if self.restart_horizon is not None:
             if self.restart_horizon < 1:
                 raise ValueError(f"WarmupConfig.restart_horizon must be >= 1 or None, got {self.restart_horizon}")
@@ -602,9 +616,12 @@ def _attempt(
                 f"(exact VAA of the outputs {' '.join(f'{v:.2f}' for v in measured.curve.vaa)} "
                 f"at M = {' '.join(str(m) for m in measured.curve.settle_steps)})"
             )
-        if config.restart_moving is not None and measured.movement > config.restart_moving:
-            return (
-                f"outputs still move by {measured.movement:.2g} per step after {config.vaa_checkpoints[-1]} "
-                f"settling steps, more than restart_moving = {config.restart_moving} (chaotic or too extreme)"
-            )
+        if config.restart_moving is not None:
+            at = config.vaa_checkpoints[-1] if config.restart_moving_at is None else int(config.restart_moving_at)
+            movement = measured.curve.movement[measured.curve.settle_steps.index(at)]
+            if movement > config.restart_moving:
+                return (
+                    f"outputs still move by {movement:.2g} per step after {at} "
+                    f"settling steps, more than restart_moving = {config.restart_moving} (chaotic or too extreme)"
+                )
     return None

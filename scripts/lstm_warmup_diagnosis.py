@@ -131,6 +131,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "s03-ck8-h8": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_below": 0.07,
                    "restart_horizon": 2000, "vaa_checkpoints": (100, 200, 500, 1000, 2000), "max_restarts": 20,
                    "check_draws": 8, "input_scale": 0.3},
+    # ck8-h8 with the movement read at the target's M = 1 000 (not at 2 000): the whole target
+    # (lasts past 1 000, settled at 1 000) as the restart rule, under eight draws
+    "ck8-h8m": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_moving_at": 1000,
+                "restart_below": 0.07, "restart_horizon": 2000, "vaa_checkpoints": (100, 200, 500, 1000, 2000),
+                "max_restarts": 20, "check_draws": 8},
     "s03-ck8-t8": {"grad_clip": 1.0, "perturbations": 8, "restart_moving": 1e-3, "restart_below": 0.07,
                    "restart_horizon": 1000, "vaa_checkpoints": (100, 200, 500, 1000), "max_restarts": 20,
                    "input_scale": 0.3, "check_draws": 8},

@@ -205,6 +205,21 @@ def test_restart_moving_refuses_states_that_never_settle(monkeypatch: pytest.Mon
     assert warmup(lstm(), sequences(), WarmupConfig(**FAST, max_restarts=0)).vaa.movement == 0.5  # type: ignore[union-attr]
 
 
+def test_restart_moving_at_reads_the_movement_at_that_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # outputs still moving 5e-3 per step at M = 10 and settled (1e-6) at M = 50
+    import rl_warmup.warmup as warmup_mod
+    from rl_warmup.vaa import VAACurve, VAAMeasurement
+
+    def settling(*args, **kwargs):  # type: ignore[no-untyped-def]
+        curve = VAACurve((10, 50), (1.0, 1.0), (5e-3, 1e-6), (16, 0), (0, 0), None, 16)
+        return VAAMeasurement(1.0, 16, 0, 1e-6, 0, curve)
+
+    monkeypatch.setattr(warmup_mod, "measure_vaa", settling)
+    warmup(lstm(), sequences(), WarmupConfig(**FAST, restart_moving=1e-3, max_restarts=0))  # read at 50: passes
+    with pytest.raises(WarmupError, match=r"still move by 0\.005 per step after 10 settling steps"):
+        warmup(lstm(), sequences(), WarmupConfig(**FAST, restart_moving=1e-3, restart_moving_at=10, max_restarts=0))
+
+
 @pytest.mark.parametrize("check_draws", [1, 3, 8])
 def test_restart_rules_read_check_draws_independent_measures(monkeypatch: pytest.MonkeyPatch, check_draws: int) -> None:
     # a network that passes under every perturbation but the fifth drawn: certified by up to four
@@ -249,6 +264,9 @@ def test_restart_rules_read_check_draws_independent_measures(monkeypatch: pytest
         ({"restart_horizon": 20_000}, "restart_horizon reads the exact VAA curve"),
         ({"restart_horizon": 0}, "restart_horizon must be >= 1"),
         ({"check_draws": 0}, "check_draws must be >= 1"),
+        ({"restart_moving_at": 50, "vaa_checkpoints": (10, 50)}, "restart_moving_at needs restart_moving"),
+        ({"restart_moving": 1e-3, "restart_moving_at": 20, "vaa_checkpoints": (10, 50)},
+         "restart_moving_at must be one of vaa_checkpoints"),
     ],
 )
 def test_bad_lever_settings(changes: dict, message: str) -> None:  # type: ignore[type-arg]

@@ -105,6 +105,9 @@ class TrainConfig:
     warmup_restart_moving: float | None = _WU.restart_moving
     """Restart the warmup when the outputs still move by more than this per step after the exact
     VAA's settling (chaotic or too extreme); none: never (paper)."""
+    warmup_restart_moving_at: int | None = _WU.restart_moving_at
+    """Settling length (one of warmup_vaa_checkpoints) at which warmup_restart_moving reads the
+    movement; none: the last checkpoint."""
     warmup_restart_horizon: int | None = _WU.restart_horizon
     """Restart the warmup when the exact VAA's memory horizon is shorter than this; none: never (paper)."""
     warmup_check_draws: int = _WU.check_draws

@@ -690,3 +690,24 @@ def test_lstm_forget_bias_is_set_in_every_lstm_of_the_policy(cell: str) -> None:
     venv.close()
     with pytest.raises(ValueError, match="lstm_forget_bias applies to cell lstm"):
         resolve_config({"cell": "gru", "lstm_forget_bias": 1.0})
+
+
+def test_warmed_reg_condition_adds_the_regulariser_in_compare_and_train(tmp_path: Path) -> None:
+    from rl_warmup.experiment.grid import CompareConfig, expand_grid
+    from rl_warmup.experiment.train import train_config_from_args, train_parser
+
+    config = CompareConfig(cells=("lstm",), conditions=("warmed", "warmed-reg"), envs=("rl_warmup/PassiveTMaze-v0",),
+                           seeds=(0,), output_dir=str(tmp_path / "out"))
+    warmed, reg = expand_grid(config)
+    assert (warmed.config.warmup, warmed.config.reg_coef) == ("full", 0.0)
+    assert (reg.config.warmup, reg.config.reg_coef, reg.config.reg_settle_max) == ("full", 1.0, 1000)
+    assert reg.config.run_name.endswith("__warmed-reg__s0") and reg.config.vaa_regularizer() is not None
+    # --set overrides the condition's settings
+    (over,) = expand_grid(CompareConfig(cells=("lstm",), conditions=("warmed-reg",), envs=("rl_warmup/PassiveTMaze-v0",),
+                                        seeds=(0,), output_dir=str(tmp_path / "o2"), set=("reg_coef=0.5",)))
+    assert (over.config.reg_coef, over.config.reg_settle_max) == (0.5, 1000)
+    args = train_parser().parse_args(["--condition", "warmed-reg", "--reg-settle-max", "200"])
+    trained = train_config_from_args(args)
+    assert (trained.warmup, trained.reg_coef, trained.reg_settle_max) == ("full", 1.0, 200)
+    with pytest.raises(ValueError, match="--condition cold means --warmup none"):
+        train_config_from_args(train_parser().parse_args(["--condition", "cold", "--warmup", "full"]))

@@ -36,8 +36,13 @@ from typing import Any
 
 from rl_warmup.experiment.config import CELLS, TrainConfig, check_env_id, resolve_config, safe_name
 
-CONDITIONS: dict[str, str] = {"cold": "none", "warmed": "full", "double-warmed": "double"}
+CONDITIONS: dict[str, str] = {"cold": "none", "warmed": "full", "double-warmed": "double", "warmed-reg": "full"}
 """Condition name -> warmup mode of :class:`TrainConfig` (``none``, ``full``, ``double``)."""
+
+CONDITION_SETTINGS: dict[str, dict[str, Any]] = {"warmed-reg": {"reg_coef": 1.0, "reg_settle_max": 1000}}
+"""Settings a condition adds to its runs (``--set`` overrides them). ``warmed-reg``: warmup, then
+the VAA* regulariser during training with a 1 000-step settling, the setting of
+``docs/regularizer.md`` (warmed LSTMs at L = 250 kept their attractors through training)."""
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
 
@@ -85,7 +90,8 @@ class CompareConfig:
     """A comparison of warmed and cold-start agents over a grid, and where its report goes."""
 
     conditions: tuple[str, ...] = ("cold", "warmed")
-    """Conditions to compare: cold (no warmup), warmed (whole network), double-warmed (double
+    """Conditions to compare: cold (no warmup), warmed (whole network), warmed-reg (warmed, then the
+    VAA* regulariser while training, ``CONDITION_SETTINGS``), double-warmed (double
     layers, first halves warmed)."""
     cells: tuple[str, ...] = ("lstm", "gru")
     """Recurrent cells: lstm, gru, mgu, brc, nbrc, chrono_lstm."""
@@ -219,6 +225,7 @@ def expand_grid(config: CompareConfig) -> list[GridRun]:
             for condition in dict.fromkeys(config.conditions):
                 for seed in dict.fromkeys(config.seeds):
                     overrides: dict[str, Any] = {
+                        **CONDITION_SETTINGS.get(condition, {}),
                         **extra,
                         "env_id": env_id,
                         "cell": cell,

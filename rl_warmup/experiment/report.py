@@ -27,7 +27,7 @@ SUMMARY_FILE = "summary.md"
 RESULTS_FILE = "results.csv"
 PLOT_FILES: tuple[str, ...] = ("learning_curves.png", "vaa.png", "time_to_threshold.png")
 
-_COLORS = {"cold": "#1f77b4", "warmed": "#d62728", "double-warmed": "#2ca02c"}
+_COLORS = {"cold": "#1f77b4", "warmed": "#d62728", "double-warmed": "#2ca02c", "warmed-reg": "#9467bd"}
 _MARKERS = {"lstm": "o", "gru": "s", "mgu": "^", "brc": "D", "nbrc": "v", "chrono_lstm": "P"}
 _LINESTYLES = ["-", "--", ":", "-."]
 

@@ -561,6 +561,14 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved configuration as YAML and exit"
     )
+    from rl_warmup.experiment.grid import CONDITIONS
+
+    parser.add_argument(
+        "--condition",
+        choices=list(CONDITIONS),
+        help="a condition of compare.py: sets --warmup and the condition's settings (warmed-reg: warmup, "
+        "then the VAA* regulariser with reg_coef 1 and reg_settle_max 1000); options given here override them",
+    )
     add_dataclass_arguments(parser.add_argument_group("settings (TrainConfig fields)"), TrainConfig)
     return parser
 
@@ -571,6 +579,15 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     :raises ValueError: an invalid value, an unknown cell or environment id.
     """
     given = given_values(args, TrainConfig)
+    condition = getattr(args, "condition", None)
+    if condition is not None:
+        from rl_warmup.experiment.grid import CONDITION_SETTINGS, CONDITIONS
+
+        if "warmup" in given and given["warmup"] != CONDITIONS[condition]:
+            raise ValueError(
+                f"--condition {condition} means --warmup {CONDITIONS[condition]}, not --warmup {given['warmup']}"
+            )
+        given = {**CONDITION_SETTINGS.get(condition, {}), "warmup": CONDITIONS[condition], **given}
     base = TrainConfig.load(args.config) if getattr(args, "config", None) else None
     config = resolve_config(given, base=base)
     check_env_id(config.env_id)

@@ -44,6 +44,12 @@ CONDITION_SETTINGS: dict[str, dict[str, Any]] = {"warmed-reg": {"reg_coef": 1.0,
 the VAA* regulariser during training with a 1 000-step settling, the setting of
 ``docs/regularizer.md`` (warmed LSTMs at L = 250 kept their attractors through training)."""
 
+
+def condition_settings(condition: str) -> dict[str, Any]:
+    """The :class:`TrainConfig` settings a condition stands for: its warmup mode and its
+    ``CONDITION_SETTINGS`` (shared by ``compare.py``'s grid and ``train.py --condition``)."""
+    return {**CONDITION_SETTINGS.get(condition, {}), "warmup": CONDITIONS[condition]}
+
 BACKENDS: tuple[str, ...] = ("local", "ray")
 
 DEFAULT_ENVS: tuple[str, ...] = ("rl_warmup/PassiveTMaze-v0", "rl_warmup/PassiveTMaze-L50-v0")
@@ -225,11 +231,10 @@ def expand_grid(config: CompareConfig) -> list[GridRun]:
             for condition in dict.fromkeys(config.conditions):
                 for seed in dict.fromkeys(config.seeds):
                     overrides: dict[str, Any] = {
-                        **CONDITION_SETTINGS.get(condition, {}),
+                        **condition_settings(condition),
                         **extra,
                         "env_id": env_id,
                         "cell": cell,
-                        "warmup": CONDITIONS[condition],
                         "seed": seed,
                         "output_dir": str(out),
                         "run_name": f"{safe_name(env_id)}__{cell}__{condition}__s{seed}",

@@ -234,12 +234,13 @@ def _bars(ax: Any, members: Sequence[LadderRun], labels: Sequence[str], colors: 
     x = np.arange(len(present))
     for i, label in enumerate(present):
         group = [r for r in members if r.label == label]
-        reached = sum(r.reached for r in group) / len(group)
+        hits = sum(r.reached for r in group)
+        reached = hits / len(group)
         final = float(np.mean([r.final_success for r in group]))
         ax.bar(x[i] - 0.2, reached, 0.4, color=colors[label], label=f"{label}: reached {100 * threshold:g} %")
         ax.bar(x[i] + 0.2, final, 0.4, color=colors[label], alpha=0.35, hatch="//",
                label=f"{label}: final success")
-        ax.text(x[i] - 0.2, reached + 0.01, f"{sum(r.reached for r in group)}/{len(group)}", ha="center",
+        ax.text(x[i] - 0.2, reached + 0.01, f"{hits}/{len(group)}", ha="center",
                 va="bottom", fontsize=7)
     ax.set_xticks(x, present, rotation=35, ha="right", fontsize=8)
     ax.set_xlabel(f"condition (memory length L = {members[0].memory_length:g})")

@@ -581,13 +581,14 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = given_values(args, TrainConfig)
     condition = getattr(args, "condition", None)
     if condition is not None:
-        from rl_warmup.experiment.grid import CONDITION_SETTINGS, CONDITIONS
+        from rl_warmup.experiment.grid import condition_settings
 
-        if "warmup" in given and given["warmup"] != CONDITIONS[condition]:
+        implied = condition_settings(condition)
+        if "warmup" in given and given["warmup"] != implied["warmup"]:
             raise ValueError(
-                f"--condition {condition} means --warmup {CONDITIONS[condition]}, not --warmup {given['warmup']}"
+                f"--condition {condition} means --warmup {implied['warmup']}, not --warmup {given['warmup']}"
             )
-        given = {**CONDITION_SETTINGS.get(condition, {}), "warmup": CONDITIONS[condition], **given}
+        given = {**implied, **given}
     base = TrainConfig.load(args.config) if getattr(args, "config", None) else None
     config = resolve_config(given, base=base)
     check_env_id(config.env_id)

@@ -291,6 +291,40 @@ class WarmupConfig:
         base = {"grad_clip": 1.0, "perturbations": 8, "restart_below": 0.07, "restart_moving": 1e-2, "max_restarts": 10}
         return cls(**{**base, **changes})
 
+    @classmethod
+    def lstm_lasting(cls, memory: int, **changes: Any) -> WarmupConfig:
+        """:meth:`lstm` with the restarts certifying a memory of ``memory`` steps (variant
+        *ck8-h8m* of ``docs/lstm_warmup.md``, there with ``memory=1000``).
+
+        After warmup the exact VAA of the outputs is measured on eight fresh draws
+        (``check_draws``) at ``vaa_checkpoints`` up to ``2 * memory``; the network is re-initialised
+        and warmed again (up to 20 times) unless, on every draw, the VAA has not halved by
+        ``2 * memory`` settling steps (``restart_horizon``) and the outputs move less than 1e-3
+        per step after ``memory`` steps (``restart_moving_at``). On random-policy features of
+        T-Maze and Passive T-Maze LSTM policies (1 x 32 to 2 x 32, 10 seeds each, ``memory=1000``)
+        8 to 10 of 10 warmups then kept a VAA of ``h`` of at least 0.1 at M = 1 000 with ``h``
+        moving less than 1e-3 per step, against 6 to 10 with :meth:`lstm` plus the horizon rule
+        alone; each warmup costs 2-4x more (more restarts) and one in about 70 ran out of
+        restarts (:class:`WarmupError`). On inputs of many more dimensions than the T-Maze's,
+        add ``input_scale=0.3``.
+
+        :param memory: settling steps the separation must last (the task's memory length).
+        :param changes: fields to set on top.
+        """
+        memory = int(memory)
+        if memory < 1:
+            raise ValueError(f"memory must be >= 1 step, got {memory}")
+        checkpoints = tuple(sorted({m for m in (100, 200, 500) if m < memory} | {memory, 2 * memory}))
+        lasting = {
+            "vaa_checkpoints": checkpoints,
+            "restart_horizon": 2 * memory,
+            "restart_moving": 1e-3,
+            "restart_moving_at": memory,
+            "check_draws": 8,
+            "max_restarts": 20,
+        }
+        return cls.lstm(**{**lasting, **changes})
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

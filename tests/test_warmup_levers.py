@@ -351,3 +351,27 @@ def test_lstm_setting_is_the_measured_one_and_takes_changes() -> None:
     assert config.max_restarts == 10
     assert config.seed == 3 and config.steps == WarmupConfig().steps and config.state_view == "state"
     assert WarmupConfig.lstm(perturbations=2).perturbations == 2
+
+
+def test_lstm_lasting_is_the_measured_ck8_h8m_and_scales_with_the_memory() -> None:
+    config = WarmupConfig.lstm_lasting(1000)
+    assert config.vaa_checkpoints == (100, 200, 500, 1000, 2000)
+    assert (config.restart_horizon, config.restart_moving, config.restart_moving_at) == (2000, 1e-3, 1000)
+    assert (config.check_draws, config.max_restarts, config.grad_clip, config.perturbations) == (8, 20, 1.0, 8)
+    assert config.restart_below == WarmupConfig.lstm().restart_below
+    short = WarmupConfig.lstm_lasting(50, input_scale=0.3)
+    assert short.vaa_checkpoints == (50, 100) and short.restart_moving_at == 50 and short.restart_horizon == 100
+    assert short.input_scale == 0.3
+    assert WarmupConfig.lstm_lasting(300).vaa_checkpoints == (100, 200, 300, 600)
+    with pytest.raises(ValueError, match="memory"):
+        WarmupConfig.lstm_lasting(0)
+
+
+def test_lstm_lasting_restarts_a_network_whose_memory_does_not_last() -> None:
+    """A memory far beyond what two warmup steps give: every attempt is refused on its horizon."""
+    torch.manual_seed(0)
+    net = RecurrentNetwork("lstm", 1, 8, 1)
+    seqs = torch.randn(16, 20, 1)
+    config = WarmupConfig.lstm_lasting(100_000, steps=2, batch_size=8, settle_max=20, vaa_n=8, max_restarts=1, seed=0)
+    with pytest.raises(WarmupError, match="shorter than restart_horizon = 200000"):
+        warmup(net, seqs, config)

@@ -9,8 +9,8 @@
 # `report` (last line) rebuilds every results.csv from the runs on disk and writes the ladder.
 set -u
 cd "$(dirname "$0")/.."
+source scripts/study_settings.sh  # WU
 CK="warmup_vaa_checkpoints=100,200,500,1000,2000,5000,10000,20000"
-WU="warmup_grad_clip=1.0 warmup_perturbations=8 warmup_restart_moving=0.01 warmup_restart_below=0.07 warmup_max_restarts=10"
 P=rl_warmup/PassiveTMaze
 G="--workers 1"
 

@@ -137,3 +137,25 @@ def test_a_family_at_one_memory_length_is_drawn_as_bars_per_condition(tmp_path: 
     # two lengths: lines, no bars
     fig = plot_ladder([*runs, run("warmed gru", 0, True, 1.0, length=250.0)], tmp_path / "two.png")
     assert not fig.axes[0].patches and fig.axes[0].lines
+
+
+def test_the_lasting_lstm_settings_of_the_study_scripts_are_lstm_lasting_250() -> None:
+    """scripts/study_settings.sh's WU_LASTING_250, given to compare.py --set, resolves to
+    ``WarmupConfig.lstm_lasting(250)`` (the seed aside)."""
+    import dataclasses
+    import subprocess
+
+    from rl_warmup.experiment.compare import compare_config_from_args, compare_parser
+    from rl_warmup.experiment.grid import expand_grid
+    from rl_warmup.warmup import WarmupConfig
+
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        ["bash", "-c", f'source {repo / "scripts" / "study_settings.sh"} && printf "%s" "$WU_LASTING_250"'],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    argv = ["--cells", "lstm", "--conditions", "warmed", "--envs", "rl_warmup/PassiveTMaze-L250-v0", "--seeds", "0",
+            "--output-dir", "unused", "--set", *res.stdout.split()]
+    (run,) = expand_grid(compare_config_from_args(compare_parser().parse_args(argv)))
+    config = run.config.warmup_config()
+    assert dataclasses.replace(config, seed=None) == dataclasses.replace(WarmupConfig.lstm_lasting(250), seed=None)

@@ -300,7 +300,10 @@ class WarmupConfig:
         (``check_draws``) at ``vaa_checkpoints`` up to ``2 * memory``; the network is re-initialised
         and warmed again (up to 20 times) unless, on every draw, the VAA has not halved by
         ``2 * memory`` settling steps (``restart_horizon``) and the outputs move less than 1e-3
-        per step after ``memory`` steps (``restart_moving_at``). On random-policy features of
+        per step after ``max(memory, 1000)`` steps (``restart_moving_at``: the movement rule
+        refuses chaos, and a state still converging after a few hundred steps is not chaotic;
+        read at ``memory = 250`` it made 3 of the first 9 RL warmups at L = 250 run out of
+        restarts, ``docs/ladder.md``). On random-policy features of
         T-Maze and Passive T-Maze LSTM policies (1 x 32, 2 x 32 and 1 x 64, stock and
         ``RecurrentCellPolicy``; ten configurations of 10 seeds, ``memory=1000``) 8 to 10 of 10
         warmups, 91 of 100 in all, then kept a VAA of ``h`` of at least 0.1 at M = 1 000 with
@@ -315,12 +318,13 @@ class WarmupConfig:
         memory = int(memory)
         if memory < 1:
             raise ValueError(f"memory must be >= 1 step, got {memory}")
-        checkpoints = tuple(sorted({m for m in (100, 200, 500) if m < memory} | {memory, 2 * memory}))
+        moving_at = max(memory, 1000)
+        checkpoints = tuple(sorted({m for m in (100, 200, 500) if m < memory} | {memory, 2 * memory, moving_at}))
         lasting = {
             "vaa_checkpoints": checkpoints,
             "restart_horizon": 2 * memory,
             "restart_moving": 1e-3,
-            "restart_moving_at": memory,
+            "restart_moving_at": moving_at,
             "check_draws": 8,
             "max_restarts": 20,
         }

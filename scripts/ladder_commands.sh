@@ -51,7 +51,10 @@ tmaze() {  # the T-Maze L = 100 (active) for the conditions other than the GRU's
   python scripts/compare.py --cells nbrc brc --conditions cold --envs $T --seeds 0 1 2 3 4 $G --output-dir results/ladder_tmaze_alt --set $CK
 }
 lstm_lasting() {  # warmed LSTM at L = 250 with the lasting-separation restarts (WarmupConfig.lstm_lasting(250)), 10 seeds
-  python scripts/compare.py --cells lstm --conditions warmed --envs $P-L250-v0 --seeds 0 1 2 3 4 5 6 7 8 9 $G --output-dir results/ladder_lstm_lasting --set $WU_LASTING_250
+  python scripts/compare.py --cells lstm --conditions warmed --envs $P-L250-v0 --seeds 0 1 2 3 4 5 6 7 8 9 $G --output-dir results/ladder_lstm_lasting2 --set $WU_LASTING_250
+}
+lstm_lasting_at250() {  # its first form: the movement rule read at 250 steps (3 of 10 warmups ran out of restarts)
+  python scripts/compare.py --cells lstm --conditions warmed --envs $P-L250-v0 --seeds 0 1 2 3 4 5 6 7 8 9 $G --output-dir results/ladder_lstm_lasting --set $WU_LASTING_250_AT250
 }
 speedups() {  # finite cold / warmed ratios at L = 10 and 50: cold agents get 10x the warmed budget
   for E in "$P-v0 20000" "$P-L50-v0 60000"; do
@@ -79,13 +82,14 @@ report() {  # every directory's results.csv over its whole grid (runs not yet tr
   python scripts/compare.py $R --cells lstm --conditions cold --envs $T --seeds 0 1 2 3 4 --output-dir results/ladder_tmaze_fb1 --set $CK lstm_forget_bias=1
   python scripts/compare.py $R --cells chrono_lstm --conditions cold --envs $T --seeds 0 1 2 3 4 --output-dir results/ladder_tmaze_chrono --set $CK t_max=100
   python scripts/compare.py $R --cells nbrc brc --conditions cold --envs $T --seeds 0 1 2 3 4 --output-dir results/ladder_tmaze_alt --set $CK
-  python scripts/compare.py $R --cells lstm --conditions warmed --envs $P-L250-v0 --seeds 0 1 2 3 4 5 6 7 8 9 --output-dir results/ladder_lstm_lasting --set $WU_LASTING_250
+  python scripts/compare.py $R --cells lstm --conditions warmed --envs $P-L250-v0 --seeds 0 1 2 3 4 5 6 7 8 9 --output-dir results/ladder_lstm_lasting2 --set $WU_LASTING_250
+  python scripts/compare.py $R --cells lstm --conditions warmed --envs $P-L250-v0 --seeds 0 1 2 3 4 5 6 7 8 9 --output-dir results/ladder_lstm_lasting --set $WU_LASTING_250_AT250
   python scripts/compare.py $R --cells gru --conditions warmed cold --envs $P-v0 $P-L50-v0 --seeds 0 1 2 3 4 --output-dir results/speedup --set stop_at_threshold=true
   local dirs=""
   for d in results/ladder_main results/ladder_main_a results/ladder_lstm results/ladder_alt results/ladder_fb1:fb1 results/ladder_chrono100 results/ladder_chrono250 \
            results/ladder_nbrc_long results/ladder_lstm_long results/ladder_fb1_long:fb1 results/ladder_chrono500 results/ladder_chrono1000 \
            results/ladder_tmaze_lstm results/ladder_tmaze_fb1:fb1 results/ladder_tmaze_chrono results/ladder_tmaze_alt \
-           results/ladder_lstm_lasting:lasting; do
+           results/ladder_lstm_lasting2:lasting results/ladder_lstm_lasting:lasting-at250; do
     [ -f "${d%%:*}/results.csv" ] && dirs="$dirs $d"
   done
   python scripts/ladder_report.py $dirs --output-dir results/ladder_report
@@ -93,7 +97,7 @@ report() {  # every directory's results.csv over its whole grid (runs not yet tr
 }
 
 if [ $# -eq 0 ]; then
-  echo "usage: bash scripts/ladder_commands.sh SECTION... (gru_long gru_short others long_alt tmaze_gru tmaze lstm_lasting speedups report)" >&2
+  echo "usage: bash scripts/ladder_commands.sh SECTION... (gru_long gru_short others long_alt tmaze_gru tmaze lstm_lasting lstm_lasting_at250 speedups report)" >&2
   exit 2
 fi
 for section in "$@"; do "$section"; done

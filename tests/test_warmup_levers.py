@@ -360,9 +360,12 @@ def test_lstm_lasting_is_the_measured_ck8_h8m_and_scales_with_the_memory() -> No
     assert (config.check_draws, config.max_restarts, config.grad_clip, config.perturbations) == (8, 20, 1.0, 8)
     assert config.restart_below == WarmupConfig.lstm().restart_below
     short = WarmupConfig.lstm_lasting(50, input_scale=0.3)
-    assert short.vaa_checkpoints == (50, 100) and short.restart_moving_at == 50 and short.restart_horizon == 100
+    # the horizon rule at twice the memory, the movement (chaos) rule at 1 000 steps at least
+    assert short.vaa_checkpoints == (50, 100, 1000) and short.restart_moving_at == 1000 and short.restart_horizon == 100
     assert short.input_scale == 0.3
-    assert WarmupConfig.lstm_lasting(300).vaa_checkpoints == (100, 200, 300, 600)
+    assert WarmupConfig.lstm_lasting(250).vaa_checkpoints == (100, 200, 250, 500, 1000)
+    long = WarmupConfig.lstm_lasting(3000)
+    assert long.vaa_checkpoints == (100, 200, 500, 3000, 6000) and long.restart_moving_at == 3000
     with pytest.raises(ValueError, match="memory"):
         WarmupConfig.lstm_lasting(0)
 

@@ -152,6 +152,7 @@ VARIANTS["s03-ck8-h8m3"] = {**VARIANTS["ck8-h8m3"], "input_scale": 0.3}
 # fails the next with probability about 1 / (k + 2) under a uniform prior on p (Laplace's rule):
 # ~10 % after 8 draws, ~3 % after 32. A draw of a 1 x 32 LSTM costs ~0.3 s; the restarts cost more.
 VARIANTS["ck8-h32m"] = {**VARIANTS["ck8-h8m"], "check_draws": 32}
+VARIANTS["ck8-h32m-r60"] = {**VARIANTS["ck8-h32m"], "max_restarts": 60}  # where 20 restarts ran out
 """Warmup variants: ``WarmupConfig`` fields over the paper's defaults."""
 
 SATURATED = 9.0

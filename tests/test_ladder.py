@@ -159,3 +159,23 @@ def test_the_lasting_lstm_settings_of_the_study_scripts_are_lstm_lasting_250() -
     (run,) = expand_grid(compare_config_from_args(compare_parser().parse_args(argv)))
     config = run.config.warmup_config()
     assert dataclasses.replace(config, seed=None) == dataclasses.replace(WarmupConfig.lstm_lasting(250), seed=None)
+
+
+def test_a_failed_warmup_counts_as_a_run_that_did_not_reach_and_other_failures_are_skipped(tmp_path: Path) -> None:
+    env = "rl_warmup/PassiveTMaze-L50-v0"
+    failed = _row("warmed", env, 1, math.nan, 10_000) | {
+        "status": "failed", "error": "WarmupError: warmup failed after 20 restart(s): ...", "num_timesteps": "",
+        "final_success_rate": "", "vaa_after_warmup_actor": "", "vaa_final_actor": "", "wall_seconds": ""}
+    crashed = _row("warmed", env, 2, math.nan, 10_000) | {"status": "failed", "error": "RuntimeError: disk full"}
+    a = _comparison(tmp_path / "a", [_row("warmed", env, 0, 1000.0, 10_000), failed, crashed])
+    runs = load_runs([str(a)])
+    assert [(r.seed, r.reached, r.warmup_failed) for r in runs] == [(0, True, False), (1, False, True)]
+    assert runs[1].num_timesteps == 10_000 and math.isnan(runs[1].final_success)
+    text = ladder_markdown(runs)
+    # 1 of 2 reached; the means are over the run that trained
+    assert "| warmed gru | 50 | 2 (1 warmup failed) | 1/2 | 1.00 | 1k | 10k | 0.80 | 0.50 |" in text
+    assert "never trained" in text
+    from rl_warmup.experiment.ladder import plot_ladder
+
+    plot_ladder(runs, tmp_path / "ladder.png")
+    assert (tmp_path / "ladder.png").stat().st_size > 0

@@ -48,6 +48,9 @@ class LadderRun:
     horizon_max: float
     """The largest M of that measure."""
     wall_seconds: float
+    warmup_failed: bool = False
+    """The warmup ran out of restarts (``WarmupError``) and the agent never trained: counted as a
+    run that did not reach the threshold within its budget, left out of the means."""
 
 
 def _memory_length(env_id: str, value: str) -> float:
@@ -87,6 +90,10 @@ def load_runs(sources: Sequence[str]) -> list[LadderRun]:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: give the --output-dir of a scripts/compare.py run")
         for row in read_csv(path):
+            failed_warmup = row.get("status") == "failed" and row.get("error", "").startswith("WarmupError")
+            if failed_warmup:
+                runs.append(_failed_warmup(row, tag))
+                continue
             if row.get("status") != "finished":
                 continue
             label = f"{row['condition']} {row['cell']}" + (f" ({tag})" if tag else "")
@@ -114,6 +121,32 @@ def load_runs(sources: Sequence[str]) -> list[LadderRun]:
                 )
             )
     return runs
+
+
+def _failed_warmup(row: dict[str, str], tag: str) -> LadderRun:
+    """A run whose warmup failed: not reached, censored at its budget, nothing measured."""
+    return LadderRun(
+        label=f"{row['condition']} {row['cell']}" + (f" ({tag})" if tag else ""),
+        env_id=row["env_id"],
+        family=_family(row["env_id"]),
+        memory_length=_memory_length(row["env_id"], row.get("memory_length", "")),
+        seed=int(row["seed"]),
+        reached=False,
+        timesteps_to_threshold=math.nan,
+        num_timesteps=_num(row.get("total_timesteps")),
+        final_success=math.nan,
+        vaa_after_warmup=math.nan,
+        vaa_final=math.nan,
+        horizon=math.nan,
+        horizon_max=math.nan,
+        wall_seconds=math.nan,
+        warmup_failed=True,
+    )
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def speedup(
@@ -184,14 +217,18 @@ def ladder_markdown(runs: Sequence[LadderRun], *, threshold: float = 0.95) -> st
             for length in sorted({r.memory_length for r in members if r.label == label}):
                 group = [r for r in members if r.label == label and r.memory_length == length]
                 reached = [r for r in group if r.reached]
+                failed = sum(r.warmup_failed for r in group)
                 lines.append(
-                    f"| {label} | {length:g} | {len(group)} | {len(reached)}/{len(group)} | "
-                    f"{np.mean([r.final_success for r in group]):.2f} | "
+                    f"| {label} | {length:g} | {len(group)}{f' ({failed} warmup failed)' if failed else ''} | "
+                    f"{len(reached)}/{len(group)} | {_mean([r.final_success for r in group]):.2f} | "
                     f"{_steps(_median([r.timesteps_to_threshold for r in reached]))} | "
                     f"{_steps(max(r.num_timesteps for r in group))} | "
                     f"{_median([r.vaa_after_warmup for r in group]):.2f} | {_median([r.vaa_final for r in group]):.2f} | "
                     f"{_horizon_text(group)} | {_median([r.wall_seconds for r in group]) / 60:.1f} min |"
                 )
+        if any(r.warmup_failed for r in members):
+            lines += ["", "A run whose warmup failed (`WarmupError`: out of restarts) never trained: it counts as "
+                      "not reaching the threshold within its budget and is left out of the means."]
         lines.append("")
     pairs = []
     for family in families:
@@ -236,7 +273,7 @@ def _bars(ax: Any, members: Sequence[LadderRun], labels: Sequence[str], colors: 
         group = [r for r in members if r.label == label]
         hits = sum(r.reached for r in group)
         reached = hits / len(group)
-        final = float(np.mean([r.final_success for r in group]))
+        final = _mean([r.final_success for r in group])
         ax.bar(x[i] - 0.2, reached, 0.4, color=colors[label], label=f"{label}: reached {100 * threshold:g} %")
         ax.bar(x[i] + 0.2, final, 0.4, color=colors[label], alpha=0.35, hatch="//",
                label=f"{label}: final success")
@@ -270,7 +307,7 @@ def plot_ladder(runs: Sequence[LadderRun], path: str | Path, *, threshold: float
                 continue
             groups = [[r for r in members if r.label == label and r.memory_length == length] for length in lengths]
             reached = [sum(r.reached for r in g) / len(g) for g in groups]
-            final = [float(np.mean([r.final_success for r in g])) for g in groups]
+            final = [_mean([r.final_success for r in g]) for g in groups]
             ax.plot(lengths, reached, "-o", color=colors[label], label=f"{label}: reached {100 * threshold:g} %")
             ax.plot(lengths, final, "--", color=colors[label], alpha=0.6, label=f"{label}: final success")
         ax.set_xscale("log")

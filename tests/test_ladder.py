@@ -164,7 +164,7 @@ def test_the_lasting_lstm_settings_of_the_study_scripts_are_lstm_lasting_250() -
 def test_a_failed_warmup_counts_as_a_run_that_did_not_reach_and_other_failures_are_skipped(tmp_path: Path) -> None:
     env = "rl_warmup/PassiveTMaze-L50-v0"
     failed = _row("warmed", env, 1, math.nan, 10_000) | {
-        "status": "failed", "error": "WarmupError: warmup failed after 20 restart(s): ...", "num_timesteps": "",
+        "status": "failed", "error": "rl_warmup.warmup.WarmupError: warmup failed after 20 restart(s): ...", "num_timesteps": "",
         "final_success_rate": "", "vaa_after_warmup_actor": "", "vaa_final_actor": "", "wall_seconds": ""}
     crashed = _row("warmed", env, 2, math.nan, 10_000) | {"status": "failed", "error": "RuntimeError: disk full"}
     a = _comparison(tmp_path / "a", [_row("warmed", env, 0, 1000.0, 10_000), failed, crashed])

@@ -90,7 +90,8 @@ def load_runs(sources: Sequence[str]) -> list[LadderRun]:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: give the --output-dir of a scripts/compare.py run")
         for row in read_csv(path):
-            failed_warmup = row.get("status") == "failed" and row.get("error", "").startswith("WarmupError")
+            error = row.get("error", "").split(":", 1)[0]
+            failed_warmup = row.get("status") == "failed" and error.rsplit(".", 1)[-1] == "WarmupError"
             if failed_warmup:
                 runs.append(_failed_warmup(row, tag))
                 continue

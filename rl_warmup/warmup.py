@@ -305,10 +305,10 @@ class WarmupConfig:
         read at ``memory = 250`` it made 3 of the first 9 RL warmups at L = 250 run out of
         restarts, ``docs/ladder.md``). On random-policy features of
         T-Maze and Passive T-Maze LSTM policies (1 x 32, 2 x 32 and 1 x 64, stock and
-        ``RecurrentCellPolicy``; eleven configurations of 10 seeds, ``memory=1000``) 8 to 10 of
-        10 warmups, 101 of 110 in all, then kept a VAA of ``h`` of at least 0.1 at M = 1 000 with
-        ``h`` moving less than 1e-3 per step, against 6 to 10 (96 of 110) with :meth:`lstm` plus
-        the horizon rule alone; a warmup costs 1.2-5x more time (more restarts), and one in 110 ran
+        ``RecurrentCellPolicy``; twelve configurations of 10 seeds, ``memory=1000``) 8 to 10 of
+        10 warmups, 111 of 120 in all, then kept a VAA of ``h`` of at least 0.1 at M = 1 000 with
+        ``h`` moving less than 1e-3 per step, against 6 to 10 (106 of 120) with :meth:`lstm` plus
+        the horizon rule alone; a warmup costs 1.2-5x more time (more restarts), and one in 120 ran
         out of restarts (:class:`WarmupError`). The misses are perturbations the eight draws did
         not sample: with ``check_draws=32, max_restarts=60`` none of 20 certified networks
         missed, and the two configurations left at 8/10 reached 10/10, at 2.6-3.3x the time per

@@ -78,7 +78,8 @@ def _horizon(run_dir: Path) -> tuple[float, float]:
 
 
 def load_runs(sources: Sequence[str]) -> list[LadderRun]:
-    """The finished runs of comparison directories given as ``DIR`` or ``DIR:TAG``.
+    """The finished runs of comparison directories given as ``DIR`` or ``DIR:TAG``, and those
+    whose warmup failed (``WarmupError``; see :attr:`LadderRun.warmup_failed`).
 
     :raises FileNotFoundError: when a directory has no ``results.csv`` (run ``scripts/compare.py``
         with ``--output-dir DIR`` first, or ``--report-only`` to rebuild it).
@@ -92,12 +93,23 @@ def load_runs(sources: Sequence[str]) -> list[LadderRun]:
         for row in read_csv(path):
             error = row.get("error", "").split(":", 1)[0]
             failed_warmup = row.get("status") == "failed" and error.rsplit(".", 1)[-1] == "WarmupError"
+            if row.get("status") != "finished" and not failed_warmup:
+                continue
+            identity = {
+                "label": f"{row['condition']} {row['cell']}" + (f" ({tag})" if tag else ""),
+                "env_id": row["env_id"],
+                "family": _family(row["env_id"]),
+                "memory_length": _memory_length(row["env_id"], row.get("memory_length", "")),
+                "seed": int(row["seed"]),
+            }
             if failed_warmup:
-                runs.append(_failed_warmup(row, tag))
+                # never trained: not reached, censored at its budget, nothing measured
+                nan = math.nan
+                runs.append(LadderRun(**identity, reached=False, timesteps_to_threshold=nan,
+                                      num_timesteps=_num(row.get("total_timesteps")), final_success=nan,
+                                      vaa_after_warmup=nan, vaa_final=nan, horizon=nan, horizon_max=nan,
+                                      wall_seconds=nan, warmup_failed=True))
                 continue
-            if row.get("status") != "finished":
-                continue
-            label = f"{row['condition']} {row['cell']}" + (f" ({tag})" if tag else "")
             steps = _num(row["timesteps_to_threshold"])
             run_dir = Path(row["run_dir"])
             if not run_dir.is_absolute() and not run_dir.exists():
@@ -105,11 +117,7 @@ def load_runs(sources: Sequence[str]) -> list[LadderRun]:
             horizon, horizon_max = _horizon(run_dir) if run_dir.exists() else (math.nan, math.nan)
             runs.append(
                 LadderRun(
-                    label=label,
-                    env_id=row["env_id"],
-                    family=_family(row["env_id"]),
-                    memory_length=_memory_length(row["env_id"], row.get("memory_length", "")),
-                    seed=int(row["seed"]),
+                    **identity,
                     reached=math.isfinite(steps),
                     timesteps_to_threshold=steps,
                     num_timesteps=_num(row["num_timesteps"]),
@@ -122,32 +130,6 @@ def load_runs(sources: Sequence[str]) -> list[LadderRun]:
                 )
             )
     return runs
-
-
-def _failed_warmup(row: dict[str, str], tag: str) -> LadderRun:
-    """A run whose warmup failed: not reached, censored at its budget, nothing measured."""
-    return LadderRun(
-        label=f"{row['condition']} {row['cell']}" + (f" ({tag})" if tag else ""),
-        env_id=row["env_id"],
-        family=_family(row["env_id"]),
-        memory_length=_memory_length(row["env_id"], row.get("memory_length", "")),
-        seed=int(row["seed"]),
-        reached=False,
-        timesteps_to_threshold=math.nan,
-        num_timesteps=_num(row.get("total_timesteps")),
-        final_success=math.nan,
-        vaa_after_warmup=math.nan,
-        vaa_final=math.nan,
-        horizon=math.nan,
-        horizon_max=math.nan,
-        wall_seconds=math.nan,
-        warmup_failed=True,
-    )
-
-
-def _mean(values: Sequence[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan
 
 
 def speedup(
@@ -181,9 +163,18 @@ def _ordered_labels(runs: Sequence[LadderRun]) -> list[str]:
     return sorted({r.label for r in runs}, key=lambda label: (label.partition(" ")[2], label.partition(" ")[0]))
 
 
-def _median(values: Sequence[float]) -> float:
+def _skip_nan(reduce: Any, values: Sequence[float]) -> float:
+    """``reduce`` (np.mean, np.median) over the values that are not NaN; NaN when none is."""
     finite = [v for v in values if not math.isnan(v)]
-    return float(np.median(finite)) if finite else math.nan
+    return float(reduce(finite)) if finite else math.nan
+
+
+def _mean(values: Sequence[float]) -> float:
+    return _skip_nan(np.mean, values)
+
+
+def _median(values: Sequence[float]) -> float:
+    return _skip_nan(np.median, values)
 
 
 def _steps(value: float) -> str:

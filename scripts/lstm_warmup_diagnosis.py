@@ -130,6 +130,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "c-h": {"grad_clip": 1.0, "restart_horizon": 2000, "restart_moving": 1e-2, "max_restarts": 10},
     "fixed": {"state_view": "output", "keep_best": True},
 }
+"""Warmup variants: ``WarmupConfig`` fields over the paper's defaults."""
 
 # The levers against the direction dependence of an LSTM's lasting separation, on top of ck8-t:
 # certify on eight draws (more restarts allowed), or scale the input weights by 0.1 instead of 0.3;
@@ -153,7 +154,6 @@ VARIANTS["s03-ck8-h8m3"] = {**VARIANTS["ck8-h8m3"], "input_scale": 0.3}
 # ~10 % after 8 draws, ~3 % after 32. A draw of a 1 x 32 LSTM costs ~0.3 s; the restarts cost more.
 VARIANTS["ck8-h32m"] = {**VARIANTS["ck8-h8m"], "check_draws": 32}
 VARIANTS["ck8-h32m-r60"] = {**VARIANTS["ck8-h32m"], "max_restarts": 60}  # where 20 restarts ran out
-"""Warmup variants: ``WarmupConfig`` fields over the paper's defaults."""
 
 SATURATED = 9.0
 """``|c|`` above which ``tanh(c)`` rounds to +-1 in float32."""

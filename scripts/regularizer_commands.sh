@@ -15,10 +15,9 @@
 set -e
 P=rl_warmup/PassiveTMaze
 G="--workers 1"
-source "$(dirname "$0")/study_settings.sh"  # WU
+source "$(dirname "$0")/study_settings.sh"  # WU, SUP_WU
 REG="reg_coef=1.0 reg_settle_max=1000"
 SUP="--task copy --length 600 --n-train 1600 --n-val 500 --n-test 1000 --epochs 12 --seeds 0 1 2 3 4 --workers 1 --threads 1 --no-progress"
-SUP_WU="--warmup-grad-clip 1.0 --warmup-perturbations 8 --warmup-restart-below 0.07 --warmup-restart-moving 0.01 --warmup-max-restarts 10"
 SUP_REG="--reg-coef 1.0 --reg-settle-max 1000"
 
 l250_gru() {

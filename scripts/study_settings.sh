@@ -6,6 +6,9 @@
 # at most 0.07 or the outputs still move more than 0.01 per step after settling, 10 at most.
 # shellcheck disable=SC2034  # used by the scripts that source this file
 WU="warmup_grad_clip=1.0 warmup_perturbations=8 warmup_restart_moving=0.01 warmup_restart_below=0.07 warmup_max_restarts=10"
+# SUP_WU: the same fields as scripts/supervised.py options (--warmup-grad-clip 1.0 ...)
+SUP_WU=""
+for kv in $WU; do k=${kv%%=*}; SUP_WU="$SUP_WU --${k//_/-} ${kv#*=}"; done
 
 # WU_LASTING_250: WarmupConfig.lstm_lasting(250)'s fields (tests/test_ladder.py checks they are
 # equal): WarmupConfig.lstm()'s warmup, then restarts (20 at most) unless, on eight fresh draws,

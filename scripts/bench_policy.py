@@ -44,14 +44,22 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
-from rl_warmup.cells import autograd_gru, run_gru
+from rl_warmup import gru_ext
+from rl_warmup.cells import gru_path, run_gru
 from rl_warmup.sb3.policies import RecurrentCellPolicy
 from rl_warmup.sb3.ppo import FastRecurrentPPO
 
 ENV_ID = "rl_warmup/CartPoleNoVel-v0"
-AUTOGRAD = "-autograd"
-"""Suffix of a ``--cells`` name (``gru-autograd``): that cell with the GRU backward left to autograd
-through ``nn.GRU`` (:func:`rl_warmup.cells.autograd_gru`), to time the hand-written one against it."""
+GRU_PATHS = ("python", "autograd")
+"""Suffixes of a ``--cells`` name (``gru-python``, ``gru-autograd``): that cell with the GRU's
+whole-sequence pass on another path of :func:`rl_warmup.cells.gru_path` than the default compiled
+kernel (the hand-written backward in Python; autograd through ``nn.GRU``), to time them side by side."""
+
+
+def _split_cell(cell: str) -> tuple[str, str]:
+    """``"gru-python"`` -> ``("gru", "python")``; a name without a path suffix takes ``"compiled"``."""
+    base, _, path = cell.rpartition("-")
+    return (base, path) if base and path in GRU_PATHS else (cell, "compiled")
 
 
 class _MaskVelocity(gym.ObservationWrapper):
@@ -160,7 +168,7 @@ def _make_model(
     algorithm: type[RecurrentPPO] = RecurrentPPO
     if cell is not None:
         policy_class = RecurrentCellPolicy
-        policy_kwargs["cell"] = cell.removesuffix(AUTOGRAD)
+        policy_kwargs["cell"] = _split_cell(cell)[0]
         if fast:
             algorithm = FastRecurrentPPO
     model = algorithm(
@@ -270,7 +278,7 @@ def benchmark(
             for i, model in enumerate(models):
                 cell = configs[i][0]
                 start = time.perf_counter()
-                with autograd_gru() if cell and cell.endswith(AUTOGRAD) else contextlib.nullcontext():
+                with gru_path(_split_cell(cell)[1]) if cell else contextlib.nullcontext():
                     model.learn(chunk, reset_num_timesteps=False)
                 totals[i] += time.perf_counter() - start
         for (cell, fast), model, timer, total, before in zip(
@@ -292,14 +300,14 @@ def benchmark(
 
 def print_table(rows: list[Timing]) -> None:
     stock = {(r.env, r.hidden): r for r in rows if r.name.startswith("stock")}
-    header = f"{'environment':<20} {'policy':<30} {'hidden':>6} {'steps':>7} {'steps/s':>9} {'speed-up':>8} {'rollout s':>9} {'train s':>8} {'train %':>7}"
+    header = f"{'environment':<20} {'policy':<36} {'hidden':>6} {'steps':>7} {'steps/s':>9} {'speed-up':>8} {'rollout s':>9} {'train s':>8} {'train %':>7}"
     print(header)
     print("-" * len(header))
     for r in rows:
         ref = stock.get((r.env, r.hidden))
         speedup = f"{r.steps_per_s / ref.steps_per_s:.2f}x" if ref else "-"
         print(
-            f"{r.env:<20} {r.name:<30} {r.hidden:>6} {r.steps:>7} {r.steps_per_s:>9.0f} {speedup:>8} "
+            f"{r.env:<20} {r.name:<36} {r.hidden:>6} {r.steps:>7} {r.steps_per_s:>9.0f} {speedup:>8} "
             f"{r.rollout_s:>9.2f} {r.train_s:>8.2f} {100 * r.train_s / r.total_s:>6.0f}%"
         )
 
@@ -324,7 +332,7 @@ def breakdown(
 
     parts = ("sample", "forward", "backward", "optimizer")
     print(
-        f"{'policy':<30} {'hidden':>6} "
+        f"{'policy':<36} {'hidden':>6} "
         + " ".join(f"{p:>9}" for p in parts)
         + f" {'update':>8} {'rollout step':>12}"
     )
@@ -423,27 +431,29 @@ def policy_step(cells: list[str], hiddens: list[int], hyper: Hyper, seed: int, s
 
 
 def _minibatch_times(batch: int, steps: int, hidden: int, rounds: int, repeats: int) -> list[list[float]]:
-    """ms per forward + backward: GRU with autograd's backward, hand-written, LSTM; interleaved."""
+    """ms per forward + backward: GRU through autograd, the Python backward, the compiled kernel,
+    and the LSTM; interleaved."""
     gru = nn.GRU(hidden, hidden, batch_first=True)
     lstm = nn.LSTM(hidden, hidden, batch_first=True)
     x = torch.randn(batch, steps, hidden, requires_grad=True)
     h0 = torch.zeros(1, batch, hidden)
 
-    def hand() -> None:
-        out, _ = run_gru(gru, x, h0)
-        out.sum().backward()
+    def gru_pass(path: str) -> Callable[[], None]:
+        def run() -> None:
+            with gru_path(path):
+                out, _ = run_gru(gru, x, h0)
+            out.sum().backward()
 
-    def autograd() -> None:
-        with autograd_gru():
-            hand()
+        return run
 
     def lstm_pass() -> None:
         out, _ = lstm(x, (h0, h0))
         out.sum().backward()
 
-    times: list[list[float]] = [[], [], []]
+    passes = (gru_pass("autograd"), gru_pass("python"), gru_pass("compiled"), lstm_pass)
+    times: list[list[float]] = [[] for _ in passes]
     for _ in range(rounds):
-        for i, fn in enumerate((autograd, hand, lstm_pass)):
+        for i, fn in enumerate(passes):
             fn()  # untimed
             for _ in range(repeats):
                 start = time.perf_counter()
@@ -454,14 +464,17 @@ def _minibatch_times(batch: int, steps: int, hidden: int, rounds: int, repeats: 
 
 def gru_sequence(hidden: int, rounds: int = 3, repeats: int = 10) -> None:
     """Forward and backward of one padded minibatch (ms, min / median): ``nn.GRU`` with autograd's
-    backward, with the package's hand-written one (:func:`rl_warmup.cells.run_gru`), and
-    ``nn.LSTM`` (oneDNN), interleaved, at the minibatch shapes of the three benchmark environments."""
+    backward, with the package's hand-written one in Python and compiled
+    (:func:`rl_warmup.cells.run_gru`), and ``nn.LSTM`` (oneDNN), interleaved, at the minibatch
+    shapes of the three benchmark environments."""
+    if gru_ext.load() is None:
+        print("(the compiled GRU kernel is not available here: its column times the Python backward)")
     print(f"forward + backward of one minibatch, {hidden} units, ms min / median of {rounds * repeats}")
-    print(f"{'sequences x steps':<20} {'GRU autograd':>16} {'GRU hand-written':>18} {'LSTM':>16}")
+    print(f"{'sequences x steps':<20} {'GRU autograd':>16} {'GRU Python bwd':>16} {'GRU compiled':>16} {'LSTM':>16}")
     for batch, steps in [(8, 32), (16, 149), (8, 501)]:
         times = _minibatch_times(batch, steps, hidden, rounds, repeats)
         cells = [f"{min(t):.1f} / {statistics.median(t):.1f}" for t in times]
-        print(f"{f'{batch} x {steps}':<20} {cells[0]:>16} {cells[1]:>18} {cells[2]:>16}")
+        print(f"{f'{batch} x {steps}':<20} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {cells[3]:>16}")
 
 
 def parity(
@@ -509,8 +522,8 @@ def main() -> None:
         "--cells",
         nargs="+",
         default=["lstm", "gru"],
-        help=f"cells of RecurrentCellPolicy to time; a name ending in {AUTOGRAD} (gru{AUTOGRAD}) runs "
-        "that cell with the backward of nn.GRU left to autograd instead of the hand-written one",
+        help="cells of RecurrentCellPolicy to time; gru-python and gru-autograd run the GRU with the "
+        "hand-written backward in Python or with autograd through nn.GRU instead of the compiled kernel",
     )
     parser.add_argument("--hidden", nargs="+", type=int, default=[64, 256], help="hidden sizes")
     parser.add_argument(

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 import rl_warmup.cells as cells_mod
+from rl_warmup import gru_ext
 from rl_warmup.cells import (
     CELL_NAMES,
     BRCLayer,
@@ -491,12 +492,19 @@ def test_network_dtype_conversion_is_not_shadowed() -> None:
     assert net(torch.randn(2, 3, 2, dtype=torch.float64)).outputs.dtype == torch.float64
 
 
-# --- run_gru: the hand-written GRU backward -------------------------------------------------
-@pytest.mark.parametrize(("batch", "steps", "hidden", "inputs"), [(3, 1, 4, 2), (4, 57, 8, 3), (2, 5, 16, 1)])
+# --- run_gru: the hand-written GRU backward, compiled and in Python -----------------------
+@pytest.mark.parametrize("path", ["compiled", "python"])
+@pytest.mark.parametrize(
+    ("batch", "steps", "hidden", "inputs"),
+    # the last shape is above gru_cpu.cpp's kSmallProduct: its steps use the library's addmm
+    [(3, 1, 4, 2), (4, 57, 8, 3), (2, 5, 16, 1), (24, 6, 128, 2)],
+)
 @pytest.mark.parametrize("use_outputs", ["both", "outputs", "final"])
-def test_run_gru_matches_autograd_through_nn_gru(batch, steps, hidden, inputs, use_outputs):
-    from rl_warmup.cells import run_gru
+def test_run_gru_matches_autograd_through_nn_gru(path, batch, steps, hidden, inputs, use_outputs):
+    from rl_warmup.cells import gru_path, run_gru
 
+    if path == "compiled" and gru_ext.load() is None:
+        pytest.skip("the compiled GRU kernel cannot be built here")
     torch.manual_seed(0)
     rnn = torch.nn.GRU(inputs, hidden, batch_first=True).double()
     with torch.no_grad():  # non-zero biases so that every gradient term is exercised
@@ -514,11 +522,66 @@ def test_run_gru_matches_autograd_through_nn_gru(batch, steps, hidden, inputs, u
     wrt = [x, h0, *rnn.parameters()]
     ref_out, ref_h = rnn(x, h0)
     ref = torch.autograd.grad(loss(ref_out, ref_h), wrt)
-    out, h_n = run_gru(rnn, x, h0)
+    with gru_path(path):
+        out, h_n = run_gru(rnn, x, h0)
+    expected = {"compiled": "_CompiledGRUSequenceBackward", "python": "_GRUSequenceBackward"}[path]
+    assert type(out.grad_fn).__name__ == expected or steps == 1  # one step: nn.GRU itself
     got = torch.autograd.grad(loss(out, h_n), wrt)
-    assert torch.equal(out, ref_out) and torch.equal(h_n, ref_h)
+    if path == "python":  # torch.gru's own forward: bit for bit
+        assert torch.equal(out, ref_out) and torch.equal(h_n, ref_h)
+    torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h_n, ref_h, rtol=1e-12, atol=1e-12)
     for g, r in zip(got, ref, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("hidden", [32, 128])
+def test_compiled_gru_float32_agrees_with_torch_gru(hidden):
+    """float32, the training dtype: saturated gates included (inputs scaled up), outputs within
+    round-off of ``torch.gru`` over a long sequence and gradients close to autograd's."""
+    from rl_warmup.cells import gru_path, run_gru
+
+    if gru_ext.load() is None:
+        pytest.skip("the compiled GRU kernel cannot be built here")
+    torch.manual_seed(1)
+    rnn = torch.nn.GRU(3, hidden, batch_first=True)
+    x = (20.0 * torch.randn(24, 300, 3)).requires_grad_()
+    h0 = torch.zeros(1, 24, hidden)
+    ref_out, _ = rnn(x, h0)
+    ref = torch.autograd.grad(ref_out.square().sum(), [x, *rnn.parameters()])
+    with gru_path("compiled"):
+        out, _ = run_gru(rnn, x, h0)
+    got = torch.autograd.grad(out.square().sum(), [x, *rnn.parameters()])
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-5)
+    for g, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-3 * r.abs().max().item())
+
+
+def test_gru_ext_falls_back_with_a_warning_when_it_cannot_be_built(monkeypatch):
+    from torch.utils import cpp_extension
+
+    from rl_warmup.cells import run_gru
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Error building extension 'x'\nc++: error: command not found")
+
+    monkeypatch.setattr(gru_ext, "_state", {})
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    with pytest.warns(RuntimeWarning, match="could not be built .*c\\+\\+: error: command not found"):
+        assert gru_ext.load() is None
+    out, _ = run_gru(torch.nn.GRU(2, 4, batch_first=True), torch.randn(3, 6, 2), torch.zeros(1, 3, 4))
+    assert type(out.grad_fn).__name__ == "_GRUSequenceBackward"  # the Python backward
+    monkeypatch.setattr(gru_ext, "_state", {})
+    monkeypatch.setenv("RL_WARMUP_GRU_EXT", "0")  # switched off: no build tried, no warning
+    assert gru_ext.load() is None
+
+
+def test_gru_path_refuses_an_unknown_path():
+    from rl_warmup.cells import gru_path
+
+    with pytest.raises(ValueError, match="unknown path 'fast'"), gru_path("fast"):
+        pass
 
 
 def test_run_gru_takes_the_hand_written_backward_only_on_cpu_with_gradients():
@@ -529,6 +592,8 @@ def test_run_gru_takes_the_hand_written_backward_only_on_cpu_with_gradients():
     h0 = torch.zeros(1, 3, 4)
     out, _ = run_gru(rnn, x, h0)
     assert out.grad_fn is not None and "GRUSequence" in type(out.grad_fn).__name__
+    if gru_ext.load() is not None:
+        assert type(out.grad_fn).__name__ == "_CompiledGRUSequenceBackward"
     with torch.no_grad():
         out, _ = run_gru(rnn, x, h0)
     assert out.grad_fn is None

@@ -1,0 +1,80 @@
+"""The compiled CPU GRU sequence kernel (``csrc/gru_cpu.cpp``), built at first use.
+
+torch has no fused GRU kernel on the CPU, so a GRU trained on long sequences of small batches
+(recurrent PPO's minibatches) spends its time dispatching about ten small operations per time
+step. :func:`load` compiles a kernel that does each step as one matrix product and one vectorised
+loop, with ``torch.utils.cpp_extension`` (a C++ compiler is needed; the build takes about a
+minute once and is cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``).
+
+Where it cannot be built (no compiler, a failed build) or is switched off with the environment
+variable ``RL_WARMUP_GRU_EXT=0``, :func:`load` returns ``None`` and :func:`rl_warmup.cells.run_gru`
+falls back to its Python backward; it warns once, saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import threading
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+_SOURCE = Path(__file__).parent / "csrc" / "gru_cpu.cpp"
+_lock = threading.Lock()
+_state: dict[str, ModuleType | None] = {}
+
+
+def _cpu_tag() -> str:
+    """A short tag of this CPU's instruction set: the build uses ``-march=native``, so a cache
+    shared between different machines (a home directory on a cluster) keeps one build per CPU."""
+    flags = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags += line
+                    break
+    except OSError:
+        pass
+    source = _SOURCE.read_bytes()
+    return hashlib.sha1(flags.encode() + source).hexdigest()[:10]
+
+
+def enabled() -> bool:
+    """Whether the environment allows the compiled kernel (``RL_WARMUP_GRU_EXT`` is not ``0``)."""
+    return os.environ.get("RL_WARMUP_GRU_EXT", "1") != "0"
+
+
+def load() -> ModuleType | None:
+    """The compiled kernel, building it on the first call; ``None`` where it is unavailable."""
+    if "module" in _state:
+        return _state["module"]
+    with _lock:
+        if "module" in _state:
+            return _state["module"]
+        module = None
+        if enabled():
+            try:
+                from torch.utils import cpp_extension
+
+                flags = ["-O3", "-ffast-math", "-fopenmp-simd"]
+                if platform.machine() in ("x86_64", "AMD64"):
+                    flags.append("-march=native")
+                module = cpp_extension.load(
+                    name=f"rl_warmup_gru_cpu_{_cpu_tag()}", sources=[str(_SOURCE)], extra_cflags=flags, verbose=False
+                )
+            except Exception as error:  # no compiler, a failed build: fall back, say why once
+                lines = str(error).strip().splitlines() or [""]
+                # the compiler's first "error:" line says more than torch's "Error building extension"
+                reason = next((line.strip() for line in lines if "error:" in line), lines[-1].strip())
+                warnings.warn(
+                    f"rl_warmup: the compiled CPU GRU kernel could not be built ({type(error).__name__}: "
+                    f"{reason}); GRU training "
+                    "on the CPU uses the slower Python backward. Set RL_WARMUP_GRU_EXT=0 to silence this.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        _state["module"] = module
+        return module

@@ -157,6 +157,8 @@ VARIANTS["ck8-h32m-r60"] = {**VARIANTS["ck8-h32m"], "max_restarts": 60}  # where
 # MiniGrid Memory features: the stop-at-target rule with input scaling (s03-ck8-t8, the best there)
 # certified on 32 draws, 60 restarts
 VARIANTS["s03-ck8-t32-r60"] = {**VARIANTS["s03-ck8-t8"], "check_draws": 32, "max_restarts": 60}
+# ... or a loss that sees the target: VAA* settled up to 1 000 steps (the target's M) during warmup
+VARIANTS["s03-ck8-t8-m1000"] = {**VARIANTS["s03-ck8-t8"], "settle_max": 1000}
 
 SATURATED = 9.0
 """``|c|`` above which ``tanh(c)`` rounds to +-1 in float32."""

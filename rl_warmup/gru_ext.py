@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -42,6 +43,19 @@ def _cpu_tag() -> str:
     return hashlib.sha1(flags.encode() + source).hexdigest()[:10]
 
 
+def _built(name: str) -> bool:
+    """Whether torch's extension cache already holds the build ``name`` (best effort)."""
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if root is None:
+        try:
+            from torch.utils import cpp_extension
+
+            return any(Path(cpp_extension._get_build_directory(name, verbose=False)).glob(f"{name}.*"))
+        except Exception:  # a private helper of torch: never let it cost the kernel
+            return True
+    return any((Path(root) / name).glob(f"{name}.*"))
+
+
 def enabled() -> bool:
     """Whether the environment allows the compiled kernel (``RL_WARMUP_GRU_EXT`` is not ``0``)."""
     return os.environ.get("RL_WARMUP_GRU_EXT", "1") != "0"
@@ -59,12 +73,16 @@ def load() -> ModuleType | None:
             try:
                 from torch.utils import cpp_extension
 
-                flags = ["-O3", "-ffast-math", "-fopenmp-simd"]
-                if platform.machine() in ("x86_64", "AMD64"):
-                    flags.append("-march=native")
-                module = cpp_extension.load(
-                    name=f"rl_warmup_gru_cpu_{_cpu_tag()}", sources=[str(_SOURCE)], extra_cflags=flags, verbose=False
-                )
+                if os.name == "nt":  # MSVC
+                    flags = ["/O2", "/fp:fast", "/openmp:experimental"]
+                else:
+                    flags = ["-O3", "-ffast-math", "-fopenmp-simd"]
+                    if platform.machine() in ("x86_64", "AMD64"):
+                        flags.append("-march=native")
+                name = f"rl_warmup_gru_cpu_{_cpu_tag()}"
+                if not _built(name):  # not built yet on this machine: say why we pause
+                    print("rl_warmup: building the CPU GRU kernel (once, about a minute) ...", file=sys.stderr, flush=True)
+                module = cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=flags, verbose=False)
             except Exception as error:  # no compiler, a failed build: fall back, say why once
                 lines = str(error).strip().splitlines() or [""]
                 # the compiler's first "error:" line says more than torch's "Error building extension"

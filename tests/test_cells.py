@@ -607,3 +607,13 @@ def test_run_gru_takes_the_hand_written_backward_only_on_cpu_with_gradients():
     assert "GRUSequence" not in type(out.grad_fn).__name__
     out, _ = run_gru(rnn, x, h0)  # back on leaving the context
     assert "GRUSequence" in type(out.grad_fn).__name__
+
+
+def test_gru_ext_knows_whether_its_build_is_cached(monkeypatch, tmp_path):
+    """The one-time build message is printed only when the cache has no build yet."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    assert not gru_ext._built("rl_warmup_gru_cpu_abc")
+    (tmp_path / "rl_warmup_gru_cpu_abc").mkdir()
+    assert not gru_ext._built("rl_warmup_gru_cpu_abc")
+    (tmp_path / "rl_warmup_gru_cpu_abc" / "rl_warmup_gru_cpu_abc.so").write_bytes(b"")
+    assert gru_ext._built("rl_warmup_gru_cpu_abc")

@@ -496,8 +496,9 @@ def test_network_dtype_conversion_is_not_shadowed() -> None:
 @pytest.mark.parametrize("path", ["compiled", "python"])
 @pytest.mark.parametrize(
     ("batch", "steps", "hidden", "inputs"),
-    # the last shape is above gru_cpu.cpp's kSmallProduct: its steps use the library's addmm
-    [(3, 1, 4, 2), (4, 57, 8, 3), (2, 5, 16, 1), (24, 6, 128, 2)],
+    # odd batch and hidden sizes reach the kernel's remainder loops; the last shape is above
+    # gru_cpu.cpp's kSmallProduct: its steps use the library's addmm
+    [(3, 1, 4, 2), (4, 57, 8, 3), (2, 5, 16, 1), (1, 9, 7, 2), (3, 4, 5, 3), (24, 6, 128, 2)],
 )
 @pytest.mark.parametrize("use_outputs", ["both", "outputs", "final"])
 def test_run_gru_matches_autograd_through_nn_gru(path, batch, steps, hidden, inputs, use_outputs):

@@ -28,8 +28,9 @@ _state: dict[str, ModuleType | None] = {}
 
 
 def _cpu_tag() -> str:
-    """A short tag of this CPU's instruction set: the build uses ``-march=native``, so a cache
-    shared between different machines (a home directory on a cluster) keeps one build per CPU."""
+    """A short tag of this CPU's instruction set, torch's version and the source: the build uses
+    ``-march=native``, so a cache shared between different machines (a home directory on a
+    cluster) keeps one build per CPU, and one per torch version."""
     flags = platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -39,8 +40,10 @@ def _cpu_tag() -> str:
                     break
     except OSError:
         pass
+    import torch  # a build is tied to the torch it was built against
+
     source = _SOURCE.read_bytes()
-    return hashlib.sha1(flags.encode() + source).hexdigest()[:10]
+    return hashlib.sha1(flags.encode() + torch.__version__.encode() + source).hexdigest()[:10]
 
 
 def _built(name: str) -> bool:

@@ -556,6 +556,35 @@ class _CompiledGRUSequence(torch.autograd.Function):
         return d_x, d_h0.unsqueeze(0), d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
+class _CompiledBistableSequence(torch.autograd.Function):
+    """A BRC or nBRC layer over whole sequences on the compiled kernel (:mod:`rl_warmup.gru_ext`),
+    from the input projections ``proj`` ``(B, T, 3H)``, with the episode starts (``(B, T)``, or
+    empty) zeroing the state before their step as :meth:`_LoopLayer._run` does. Returns every
+    step's state ``(B, T, H)``; equal to the Python loop to float round-off
+    (``tests/test_cells.py``)."""
+
+    @staticmethod
+    def forward(ctx, proj, h0, starts, w, full):  # type: ignore[no-untyped-def, override]
+        kernel = gru_ext.load()
+        assert kernel is not None
+        out, h_in, gates = kernel.bistable_forward(proj.contiguous(), h0.contiguous(), starts, w, full)
+        ctx.full = full
+        ctx.save_for_backward(starts, h_in, gates, w)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_out):  # type: ignore[no-untyped-def, override]
+        kernel = gru_ext.load()
+        assert kernel is not None
+        starts, h_in, gates, w = ctx.saved_tensors
+        grads = g_out.transpose(0, 1).contiguous()
+        d_proj, d_h0, d_w = kernel.bistable_backward(
+            grads, grads.new_zeros(grads.shape[1:]), starts, h_in, gates, w, ctx.full
+        )
+        return d_proj, d_h0, None, d_w, None
+
+
 _GRU_PATH = "compiled"
 """Which whole-sequence GRU :func:`run_gru` takes on the CPU with gradients: ``"compiled"`` (the
 kernel of :mod:`rl_warmup.gru_ext`, falling back to ``"python"`` where it cannot be built),
@@ -637,6 +666,12 @@ class _LoopLayer(RecurrentLayer):
     def step(self, proj: Tensor, h: Tensor) -> Tensor:
         """One step from the projected input ``proj`` and the state ``h``; returns the new state."""
 
+    def _feedback(self) -> tuple[Tensor, bool] | None:
+        """``(w, full)`` for the compiled bistable kernel (:mod:`rl_warmup.gru_ext`): the feedback
+        weights and whether they are a full matrix (nBRC) or per neuron (BRC); ``None`` for cells
+        the kernel does not run."""
+        return None
+
     def _run(
         self,
         inputs: Tensor,
@@ -647,6 +682,23 @@ class _LoopLayer(RecurrentLayer):
     ) -> LayerOutput:
         proj = self.input_projection(inputs)
         steps = inputs.shape[1]
+        feedback = self._feedback()
+        if (
+            feedback is not None
+            and _GRU_PATH == "compiled"
+            and proj.device.type == "cpu"
+            and torch.is_grad_enabled()
+            and steps > 1
+            and proj.dtype in (torch.float32, torch.float64)
+            and gru_ext.load() is not None
+        ):
+            starts = proj.new_zeros(0) if episode_starts is None else episode_starts.to(proj.dtype)
+            out = _CompiledBistableSequence.apply(proj, state, starts, feedback[0], feedback[1])
+            if lengths is None:
+                final = out[:, -1]
+            else:
+                final = out[torch.arange(out.shape[0], device=out.device), lengths - 1]
+            return LayerOutput(out, final, out if return_all_states else None)
         h = state
         final = state
         outs = []
@@ -736,6 +788,9 @@ class BRCLayer(_LoopLayer):
             self.w_a.fill_(1.0)
             self.w_c.fill_(1.0)
 
+    def _feedback(self) -> tuple[Tensor, bool] | None:
+        return torch.cat([self.w_a, self.w_c]), False
+
     def step(self, proj: Tensor, h: Tensor) -> Tensor:
         p_a, p_c, p_x = proj.chunk(3, dim=-1)
         a = 1.0 + torch.tanh(p_a + self.w_a * h)
@@ -761,6 +816,9 @@ class NBRCLayer(_LoopLayer):
             h = self.hidden_size
             for g in range(2):
                 nn.init.xavier_uniform_(self.weight_hh[g * h : (g + 1) * h], generator=generator)
+
+    def _feedback(self) -> tuple[Tensor, bool] | None:
+        return self.weight_hh, True
 
     def step(self, proj: Tensor, h: Tensor) -> Tensor:
         p_a, p_c, p_x = proj.chunk(3, dim=-1)

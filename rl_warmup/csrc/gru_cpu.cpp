@@ -231,7 +231,193 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grads, const at::Tensor& 
           dgh2.sum(0)};
 }
 
+// ---------------------------------------------------------------------------------------------
+// Bistable recurrent cells (Vecoven et al. 2021) over whole sequences: BRC (per-neuron feedback
+// w_a, w_c) and nBRC (full feedback W_hh = [W_a; W_c]). With h_in = h * (1 - start_t):
+//   a = 1 + tanh(p_a + r_a), c = sigmoid(p_c + r_c), n = tanh(p_x + a * h_in),
+//   h' = c * h_in + (1 - c) * n,  r = w ⊙ h_in (BRC) or W h_in (nBRC).
+// proj: (B, T, 3H) the input projections; starts: (B, T) episode starts or an empty tensor.
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+template <typename T>
+void bistable_step_forward(const T* p, const T* r, const T* h_in, T* h_out, T* gates, int64_t batch, int64_t hidden,
+                           int64_t p_row) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const T* pb = p + b * p_row;
+    const T* rb = r + b * 2 * hidden;
+    const T* hp = h_in + b * hidden;
+    T* ho = h_out + b * hidden;
+    T* g = gates + b * 3 * hidden;
+#pragma omp simd
+    for (int64_t j = 0; j < hidden; ++j) {
+      const T a = T(1) + std::tanh(pb[j] + rb[j]);
+      const T c = sigmoid(pb[hidden + j] + rb[hidden + j]);
+      const T n = std::tanh(pb[2 * hidden + j] + a * hp[j]);
+      ho[j] = n + c * (hp[j] - n);
+      g[j] = a;
+      g[hidden + j] = c;
+      g[2 * hidden + j] = n;
+    }
+  }
+}
+
+// r (B, 2H) = [w_a ⊙ h, w_c ⊙ h] for the BRC
+template <typename T>
+void brc_feedback(const T* w, const T* h, T* r, int64_t batch, int64_t hidden) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const T* hb = h + b * hidden;
+    T* rb = r + b * 2 * hidden;
+#pragma omp simd
+    for (int64_t j = 0; j < hidden; ++j) {
+      rb[j] = w[j] * hb[j];
+      rb[hidden + j] = w[hidden + j] * hb[j];
+    }
+  }
+}
+
+// h_in (B, H) = h * (1 - start[:, t])
+template <typename T>
+void mask_state(const T* h, const T* starts, int64_t t, int64_t steps, T* h_in, int64_t batch, int64_t hidden) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const T keep = T(1) - starts[b * steps + t];
+    const T* hb = h + b * hidden;
+    T* o = h_in + b * hidden;
+#pragma omp simd
+    for (int64_t j = 0; j < hidden; ++j) o[j] = hb[j] * keep;
+  }
+}
+
+}  // namespace
+
+// full: nBRC (w: (2H, H)); else BRC (w: (2H,) = cat(w_a, w_c)). Returns out (B, T, H), h_in
+// (T, B, H) the masked state before each step, gates (T, B, 3H) = a, c, n.
+std::vector<at::Tensor> bistable_forward(const at::Tensor& proj, const at::Tensor& h0, const at::Tensor& starts,
+                                         const at::Tensor& w, bool full) {
+  at::NoGradGuard no_grad;
+  const int64_t batch = proj.size(0), steps = proj.size(1), hidden = h0.size(1);
+  auto p_tm = proj.transpose(0, 1).contiguous();  // (T, B, 3H)
+  auto h0c = h0.contiguous();
+  auto st = starts.numel() ? starts.contiguous().to(proj.scalar_type()) : starts;
+  auto out = at::empty({steps, batch, hidden}, proj.options());
+  auto h_in = at::empty({steps, batch, hidden}, proj.options());
+  auto gates = at::empty({steps, batch, 3 * hidden}, proj.options());
+  auto r = at::empty({batch, 2 * hidden}, proj.options());
+  auto wt = full ? w.t().contiguous() : w.contiguous();  // nBRC: (H, 2H)
+  auto zero_bias = at::zeros({2 * hidden}, proj.options());
+  AT_DISPATCH_FLOATING_TYPES(proj.scalar_type(), "bistable_forward", [&] {
+    const int64_t bh = batch * hidden;
+    const scalar_t* p_p = p_tm.data_ptr<scalar_t>();
+    const scalar_t* w_p = wt.data_ptr<scalar_t>();
+    scalar_t* out_p = out.data_ptr<scalar_t>();
+    scalar_t* hin_p = h_in.data_ptr<scalar_t>();
+    scalar_t* g_p = gates.data_ptr<scalar_t>();
+    scalar_t* r_p = r.data_ptr<scalar_t>();
+    for (int64_t t = 0; t < steps; ++t) {
+      const scalar_t* prev = t == 0 ? h0c.data_ptr<scalar_t>() : out_p + (t - 1) * bh;
+      scalar_t* hin = hin_p + t * bh;
+      if (st.numel()) {
+        mask_state<scalar_t>(prev, st.data_ptr<scalar_t>(), t, steps, hin, batch, hidden);
+      } else {
+        std::copy(prev, prev + bh, hin);
+      }
+      if (full) {
+        small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), hin, w_p, r_p, batch, hidden, 2 * hidden);
+      } else {
+        brc_feedback<scalar_t>(w_p, hin, r_p, batch, hidden);
+      }
+      bistable_step_forward<scalar_t>(p_p + t * 3 * bh, r_p, hin, out_p + t * bh, g_p + t * 3 * bh, batch, hidden,
+                                      3 * hidden);
+    }
+  });
+  return {out.transpose(0, 1).contiguous(), h_in, gates};
+}
+
+// grads: (T, B, H) of each output, time-major; g_last: (B, H) of the last state. Returns d_proj
+// (B, T, 3H), d_h0 (B, H), d_w (the shape of w).
+std::vector<at::Tensor> bistable_backward(const at::Tensor& grads, const at::Tensor& g_last, const at::Tensor& starts,
+                                          const at::Tensor& h_in, const at::Tensor& gates, const at::Tensor& w,
+                                          bool full) {
+  at::NoGradGuard no_grad;
+  const int64_t steps = grads.size(0), batch = grads.size(1), hidden = grads.size(2);
+  check(grads, "grads");
+  auto st = starts.numel() ? starts.contiguous().to(grads.scalar_type()) : starts;
+  auto d_pre = at::empty({steps, batch, 3 * hidden}, grads.options());  // d(p_a, p_c, p_x)
+  auto rec = g_last.contiguous().clone();
+  auto dh = at::empty({batch, hidden}, grads.options());
+  auto dhin = at::empty({batch, hidden}, grads.options());
+  auto wc = w.contiguous();  // nBRC: (2H, H) row-major, so d_h_in += d_r @ W
+  auto zero_bias = at::zeros({hidden}, grads.options());
+  auto tmp = at::empty({batch, hidden}, grads.options());
+  auto dw_diag = at::zeros({2 * hidden}, grads.options());
+  AT_DISPATCH_FLOATING_TYPES(grads.scalar_type(), "bistable_backward", [&] {
+    const int64_t bh = batch * hidden;
+    const scalar_t* g_p = grads.data_ptr<scalar_t>();
+    const scalar_t* hin_p = h_in.data_ptr<scalar_t>();
+    const scalar_t* gt_p = gates.data_ptr<scalar_t>();
+    const scalar_t* w_p = wc.data_ptr<scalar_t>();
+    scalar_t* dp_p = d_pre.data_ptr<scalar_t>();
+    scalar_t* rec_p = rec.data_ptr<scalar_t>();
+    scalar_t* dh_p = dh.data_ptr<scalar_t>();
+    scalar_t* dhin_p = dhin.data_ptr<scalar_t>();
+    scalar_t* tmp_p = tmp.data_ptr<scalar_t>();
+    scalar_t* dwd_p = dw_diag.data_ptr<scalar_t>();
+    std::vector<scalar_t> dr(2 * bh);  // d(r_a, r_c) per row, (B, 2H)
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      add<scalar_t>(g_p + t * bh, rec_p, dh_p, bh);
+      const scalar_t* hin = hin_p + t * bh;
+      const scalar_t* g = gt_p + t * 3 * bh;
+      scalar_t* dp = dp_p + t * 3 * bh;
+      for (int64_t b = 0; b < batch; ++b) {
+        const scalar_t* d = dh_p + b * hidden;
+        const scalar_t* hb = hin + b * hidden;
+        const scalar_t* gb = g + b * 3 * hidden;
+        scalar_t* dpb = dp + b * 3 * hidden;
+        scalar_t* drb = dr.data() + b * 2 * hidden;
+        scalar_t* o = dhin_p + b * hidden;
+        for (int64_t j = 0; j < hidden; ++j) {
+          const scalar_t a = gb[j], c = gb[hidden + j], n = gb[2 * hidden + j];
+          const scalar_t d_gx = d[j] * (scalar_t(1) - c) * (scalar_t(1) - n * n);
+          const scalar_t d_gc = d[j] * (hb[j] - n) * c * (scalar_t(1) - c);
+          const scalar_t am1 = a - scalar_t(1);
+          const scalar_t d_ga = d_gx * hb[j] * (scalar_t(1) - am1 * am1);
+          dpb[j] = d_ga;
+          dpb[hidden + j] = d_gc;
+          dpb[2 * hidden + j] = d_gx;
+          drb[j] = d_ga;
+          drb[hidden + j] = d_gc;
+          o[j] = d[j] * c + d_gx * a;
+          if (!full) {
+            o[j] += w_p[j] * d_ga + w_p[hidden + j] * d_gc;
+            dwd_p[j] += d_ga * hb[j];
+            dwd_p[hidden + j] += d_gc * hb[j];
+          }
+        }
+      }
+      if (full) {  // d_h_in += d_r @ W  (B, 2H) @ (2H, H)
+        small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), dr.data(), w_p, tmp_p, batch, 2 * hidden, hidden);
+        add<scalar_t>(dhin_p, tmp_p, dhin_p, bh);
+      }
+      if (st.numel()) {
+        mask_state<scalar_t>(dhin_p, st.data_ptr<scalar_t>(), t, steps, rec_p, batch, hidden);
+      } else {
+        std::copy(dhin_p, dhin_p + bh, rec_p);
+      }
+    }
+  });
+  at::Tensor d_w;
+  if (full) {  // dW = sum_t d_r_t^T h_in_t: (2H, T B) @ (T B, H), d_r = the first 2H of d_pre
+    auto d_r = d_pre.view({steps * batch, 3 * hidden}).slice(1, 0, 2 * hidden);
+    d_w = at::mm(d_r.t(), h_in.view({steps * batch, hidden}));
+  } else {
+    d_w = dw_diag;
+  }
+  return {d_pre.transpose(0, 1).contiguous(), rec, d_w};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_forward", &gru_forward, "GRU over whole sequences (CPU), saving its gates");
   m.def("gru_backward", &gru_backward, "the backward of gru_forward");
+  m.def("bistable_forward", &bistable_forward, "BRC / nBRC over whole sequences (CPU), saving its gates");
+  m.def("bistable_backward", &bistable_backward, "the backward of bistable_forward");
 }

@@ -350,9 +350,19 @@ def test_fast_path_equals_step_by_step(cell: str, double: bool, resets: str) -> 
         )
 
 
+@pytest.mark.parametrize("path", ["python", "compiled"])
 @pytest.mark.parametrize(("cell", "double"), CASES, ids=IDS)
-def test_fast_path_on_real_minibatches(cell: str, double: bool) -> None:
-    """Padded minibatches of a real rollout buffer (sequences cut at episode starts)."""
+def test_fast_path_on_real_minibatches(cell: str, double: bool, path: str) -> None:
+    """Padded minibatches of a real rollout buffer (sequences cut at episode starts).
+
+    ``path``: the whole-sequence cells in torch ops (``"python"``: the same float32 arithmetic as
+    the step-by-step reference, so a tight tolerance) or in the compiled kernel (GRU, BRC, nBRC;
+    its own float32 arithmetic, equal to the Python path to 1e-10 in float64, test_cells.py):
+    a bistable cell's dynamics amplify 1e-7 differences to ~3e-5 in the gradients over a
+    rollout, hence a looser tolerance there."""
+    from rl_warmup.cells import gru_path
+
+    tol = 1e-5 if path == "python" else 2e-4
     model = _model(cell, double, layers=2, n_steps=32, batch_size=24)
     model.learn(64)
     np.random.seed(0)
@@ -361,13 +371,14 @@ def test_fast_path_on_real_minibatches(cell: str, double: bool) -> None:
     assert any(b.mask.sum() < b.mask.numel() for b in batches), "expected padded minibatches"
     for batch in batches:
         args = (batch.observations, batch.actions.long().flatten())
-        fast = model.policy.evaluate_actions(*args, batch.lstm_states, batch.episode_starts)
+        with gru_path(path):
+            fast = model.policy.evaluate_actions(*args, batch.lstm_states, batch.episode_starts)
         slow = _step_by_step_evaluate(model.policy, *args, batch.lstm_states, batch.episode_starts)
         for a, b in zip(fast, slow, strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
         fast_grads, slow_grads = _grads(model.policy, fast, []), _grads(model.policy, slow, [])
         for name, grad in fast_grads.items():
-            torch.testing.assert_close(grad, slow_grads[name], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(grad, slow_grads[name], rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize(("cell", "double"), CASES, ids=IDS)

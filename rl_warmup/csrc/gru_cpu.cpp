@@ -361,7 +361,8 @@ std::vector<at::Tensor> bistable_backward(const at::Tensor& grads, const at::Ten
     scalar_t* dh_p = dh.data_ptr<scalar_t>();
     scalar_t* dhin_p = dhin.data_ptr<scalar_t>();
     scalar_t* tmp_p = tmp.data_ptr<scalar_t>();
-    scalar_t* dwd_p = dw_diag.data_ptr<scalar_t>();
+    std::vector<double> dwd(full ? 0 : 2 * hidden, 0.0);  // BRC: dw summed over T * B terms, in double
+    double* dwd_p = dwd.data();
     std::vector<scalar_t> dr(2 * bh);  // d(r_a, r_c) per row, (B, 2H)
     for (int64_t t = steps - 1; t >= 0; --t) {
       add<scalar_t>(g_p + t * bh, rec_p, dh_p, bh);
@@ -389,8 +390,8 @@ std::vector<at::Tensor> bistable_backward(const at::Tensor& grads, const at::Ten
           o[j] = d[j] * c + d_gx * a;
           if (!full) {
             o[j] += w_p[j] * d_ga + w_p[hidden + j] * d_gc;
-            dwd_p[j] += d_ga * hb[j];
-            dwd_p[hidden + j] += d_gc * hb[j];
+            dwd_p[j] += double(d_ga * hb[j]);
+            dwd_p[hidden + j] += double(d_gc * hb[j]);
           }
         }
       }
@@ -404,6 +405,8 @@ std::vector<at::Tensor> bistable_backward(const at::Tensor& grads, const at::Ten
         std::copy(dhin_p, dhin_p + bh, rec_p);
       }
     }
+    scalar_t* out_w = dw_diag.data_ptr<scalar_t>();
+    for (size_t i = 0; i < dwd.size(); ++i) out_w[i] = scalar_t(dwd[i]);
   });
   at::Tensor d_w;
   if (full) {  // dW = sum_t d_r_t^T h_in_t: (2H, T B) @ (T B, H), d_r = the first 2H of d_pre

@@ -39,6 +39,14 @@ long_alt() {  # L = 500 and 1 000 for the cells that are cheap or that beat warm
   python scripts/compare.py --cells chrono_lstm --conditions cold --envs $P-L500-v0 --seeds 0 1 2 $G --output-dir results/ladder_chrono500 --set $CK t_max=500
   python scripts/compare.py --cells chrono_lstm --conditions cold --envs $P-L1000-v0 --seeds 0 1 2 $G --output-dir results/ladder_chrono1000 --set $CK t_max=1000
 }
+remaining() {  # what the ladder still lacks after the fourth session (each command skips finished runs):
+  # the LSTM baselines and the BRC at L = 500 and 1 000 (long_alt without its nBRC runs, which are documented)
+  python scripts/compare.py --cells lstm --conditions warmed cold --envs $P-L500-v0 $P-L1000-v0 --seeds 0 1 2 $G --output-dir results/ladder_lstm_long --set $CK $WU
+  python scripts/compare.py --cells lstm --conditions cold --envs $P-L500-v0 $P-L1000-v0 --seeds 0 1 2 $G --output-dir results/ladder_fb1_long --set $CK lstm_forget_bias=1
+  python scripts/compare.py --cells chrono_lstm --conditions cold --envs $P-L500-v0 --seeds 0 1 2 $G --output-dir results/ladder_chrono500 --set $CK t_max=500
+  python scripts/compare.py --cells chrono_lstm --conditions cold --envs $P-L1000-v0 --seeds 0 1 2 $G --output-dir results/ladder_chrono1000 --set $CK t_max=1000
+  python scripts/compare.py --cells brc --conditions cold --envs $P-L500-v0 $P-L1000-v0 --seeds 0 1 2 $G --output-dir results/ladder_brc_long --set $CK
+}
 tmaze_gru() {  # the T-Maze L = 100 (active) alone for the GRU (the same runs as gru_short's last line)
   python scripts/compare.py --cells gru --conditions warmed cold --envs rl_warmup/TMaze-L100-v0 --seeds 0 1 2 3 4 $G --output-dir results/ladder_main_a --set $CK
 }
@@ -77,6 +85,7 @@ report() {  # every directory's results.csv over its whole grid (runs not yet tr
   python scripts/compare.py $R --cells lstm --conditions cold --envs $P-L500-v0 $P-L1000-v0 --seeds 0 1 2 --output-dir results/ladder_fb1_long --set $CK lstm_forget_bias=1
   python scripts/compare.py $R --cells chrono_lstm --conditions cold --envs $P-L500-v0 --seeds 0 1 2 --output-dir results/ladder_chrono500 --set $CK t_max=500
   python scripts/compare.py $R --cells chrono_lstm --conditions cold --envs $P-L1000-v0 --seeds 0 1 2 --output-dir results/ladder_chrono1000 --set $CK t_max=1000
+  python scripts/compare.py $R --cells brc --conditions cold --envs $P-L500-v0 $P-L1000-v0 --seeds 0 1 2 --output-dir results/ladder_brc_long --set $CK
   T=rl_warmup/TMaze-L100-v0
   python scripts/compare.py $R --cells lstm --conditions warmed cold --envs $T --seeds 0 1 2 3 4 --output-dir results/ladder_tmaze_lstm --set $CK $WU
   python scripts/compare.py $R --cells lstm --conditions cold --envs $T --seeds 0 1 2 3 4 --output-dir results/ladder_tmaze_fb1 --set $CK lstm_forget_bias=1
@@ -87,7 +96,7 @@ report() {  # every directory's results.csv over its whole grid (runs not yet tr
   python scripts/compare.py $R --cells gru --conditions warmed cold --envs $P-v0 $P-L50-v0 --seeds 0 1 2 3 4 --output-dir results/speedup --set stop_at_threshold=true
   local dirs=""
   for d in results/ladder_main results/ladder_main_a results/ladder_lstm results/ladder_alt results/ladder_fb1:fb1 results/ladder_chrono100 results/ladder_chrono250 \
-           results/ladder_nbrc_long results/ladder_lstm_long results/ladder_fb1_long:fb1 results/ladder_chrono500 results/ladder_chrono1000 \
+           results/ladder_nbrc_long results/ladder_lstm_long results/ladder_fb1_long:fb1 results/ladder_chrono500 results/ladder_chrono1000 results/ladder_brc_long \
            results/ladder_tmaze_lstm results/ladder_tmaze_fb1:fb1 results/ladder_tmaze_chrono results/ladder_tmaze_alt \
            results/ladder_lstm_lasting2:lasting results/ladder_lstm_lasting:lasting-at250; do
     [ -f "${d%%:*}/results.csv" ] && dirs="$dirs $d"
@@ -97,7 +106,7 @@ report() {  # every directory's results.csv over its whole grid (runs not yet tr
 }
 
 if [ $# -eq 0 ]; then
-  echo "usage: bash scripts/ladder_commands.sh SECTION... (gru_long gru_short others long_alt tmaze_gru tmaze lstm_lasting lstm_lasting_at250 speedups report)" >&2
+  echo "usage: bash scripts/ladder_commands.sh SECTION... (gru_long gru_short others long_alt remaining tmaze_gru tmaze lstm_lasting lstm_lasting_at250 speedups report)" >&2
   exit 2
 fi
 for section in "$@"; do "$section"; done

@@ -586,15 +586,17 @@ class _CompiledBistableSequence(torch.autograd.Function):
 
 
 _GRU_PATH = "compiled"
-"""Which whole-sequence GRU :func:`run_gru` takes on the CPU with gradients: ``"compiled"`` (the
-kernel of :mod:`rl_warmup.gru_ext`, falling back to ``"python"`` where it cannot be built),
-``"python"`` (:class:`_GRUSequence`) or ``"autograd"`` (``nn.GRU``)."""
+"""Which whole-sequence pass the GRU (:func:`run_gru`), BRC and nBRC take on the CPU with
+gradients: ``"compiled"`` (the kernel of :mod:`rl_warmup.gru_ext`, falling back to ``"python"``
+where it cannot be built), ``"python"`` (:class:`_GRUSequence`; the per-step loop of
+:class:`_LoopLayer` for BRC and nBRC) or ``"autograd"`` (``nn.GRU``; the loop for BRC and nBRC)."""
 
 
 @contextlib.contextmanager
 def gru_path(path: str) -> Iterator[None]:
-    """Within this context :func:`run_gru` takes ``path``: ``"compiled"``, ``"python"`` (the
-    hand-written backward in Python) or ``"autograd"`` (``nn.GRU``), to compare speed or
+    """Within this context the GRU (:func:`run_gru`), BRC and nBRC take ``path``:
+    ``"compiled"`` (the default), ``"python"`` (the GRU's hand-written backward in Python, the
+    bistable cells' per-step loop) or ``"autograd"`` (``nn.GRU``), to compare speed or
     gradients."""
     global _GRU_PATH
     if path not in ("compiled", "python", "autograd"):

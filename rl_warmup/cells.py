@@ -585,8 +585,31 @@ class _CompiledBistableSequence(torch.autograd.Function):
         return d_proj, d_h0, None, d_w, None
 
 
+class _CompiledMGUSequence(torch.autograd.Function):
+    """An MGU layer over whole sequences on the compiled kernel, as
+    :class:`_CompiledBistableSequence` (projections ``(B, T, 2H)``, episode starts, every step's
+    state)."""
+
+    @staticmethod
+    def forward(ctx, proj, h0, starts, w_f, w_h):  # type: ignore[no-untyped-def, override]
+        kernel = gru_ext.load()
+        assert kernel is not None
+        out, h_in, gates = kernel.mgu_forward(proj.contiguous(), h0.contiguous(), starts, w_f, w_h)
+        ctx.save_for_backward(starts, h_in, gates, w_f, w_h)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_out):  # type: ignore[no-untyped-def, override]
+        kernel = gru_ext.load()
+        assert kernel is not None
+        starts, h_in, gates, w_f, w_h = ctx.saved_tensors
+        d_proj, d_h0, d_w_f, d_w_h = kernel.mgu_backward(g_out.transpose(0, 1).contiguous(), starts, h_in, gates, w_f, w_h)
+        return d_proj, d_h0, None, d_w_f, d_w_h
+
+
 _GRU_PATH = "compiled"
-"""Which whole-sequence pass the GRU (:func:`run_gru`), BRC and nBRC take on the CPU with
+"""Which whole-sequence pass the GRU (:func:`run_gru`), BRC, nBRC and MGU take on the CPU with
 gradients: ``"compiled"`` (the kernel of :mod:`rl_warmup.gru_ext`, falling back to ``"python"``
 where it cannot be built), ``"python"`` (:class:`_GRUSequence`; the per-step loop of
 :class:`_LoopLayer` for BRC and nBRC) or ``"autograd"`` (``nn.GRU``; the loop for BRC and nBRC)."""
@@ -594,7 +617,7 @@ where it cannot be built), ``"python"`` (:class:`_GRUSequence`; the per-step loo
 
 @contextlib.contextmanager
 def gru_path(path: str) -> Iterator[None]:
-    """Within this context the GRU (:func:`run_gru`), BRC and nBRC take ``path``:
+    """Within this context the GRU (:func:`run_gru`), BRC, nBRC and MGU take ``path``:
     ``"compiled"`` (the default), ``"python"`` (the GRU's hand-written backward in Python, the
     bistable cells' per-step loop) or ``"autograd"`` (``nn.GRU``), to compare speed or
     gradients."""
@@ -668,11 +691,14 @@ class _LoopLayer(RecurrentLayer):
     def step(self, proj: Tensor, h: Tensor) -> Tensor:
         """One step from the projected input ``proj`` and the state ``h``; returns the new state."""
 
-    def _feedback(self) -> tuple[Tensor, bool] | None:
-        """``(w, full)`` for the compiled bistable kernel (:mod:`rl_warmup.gru_ext`): the feedback
-        weights and whether they are a full matrix (nBRC) or per neuron (BRC); ``None`` for cells
-        the kernel does not run."""
-        return None
+    compiled = False
+    """Whether :meth:`_compiled_sequence` runs this cell on the compiled kernel
+    (:mod:`rl_warmup.gru_ext`): BRC, nBRC and MGU."""
+
+    def _compiled_sequence(self, proj: Tensor, state: Tensor, starts: Tensor) -> Tensor:
+        """Every step's state ``(B, T, H)`` from the projections on the compiled kernel (only for
+        cells with :attr:`compiled`)."""
+        raise NotImplementedError
 
     def _run(
         self,
@@ -684,9 +710,8 @@ class _LoopLayer(RecurrentLayer):
     ) -> LayerOutput:
         proj = self.input_projection(inputs)
         steps = inputs.shape[1]
-        feedback = self._feedback()
         if (
-            feedback is not None
+            self.compiled
             and _GRU_PATH == "compiled"
             and proj.device.type == "cpu"
             and torch.is_grad_enabled()
@@ -695,7 +720,7 @@ class _LoopLayer(RecurrentLayer):
             and gru_ext.load() is not None
         ):
             starts = proj.new_zeros(0) if episode_starts is None else episode_starts.to(proj.dtype)
-            out = _CompiledBistableSequence.apply(proj, state, starts, feedback[0], feedback[1])
+            out = self._compiled_sequence(proj, state, starts)
             if lengths is None:
                 final = out[:, -1]
             else:
@@ -760,6 +785,11 @@ class MGULayer(_LoopLayer):
             nn.init.xavier_uniform_(self.weight_f, generator=generator)
             nn.init.xavier_uniform_(self.weight_h, generator=generator)
 
+    compiled = True
+
+    def _compiled_sequence(self, proj: Tensor, state: Tensor, starts: Tensor) -> Tensor:
+        return _CompiledMGUSequence.apply(proj, state, starts, self.weight_f, self.weight_h)
+
     def step(self, proj: Tensor, h: Tensor) -> Tensor:
         p_f, p_h = proj.chunk(2, dim=-1)
         f = torch.sigmoid(p_f + h @ self.weight_f.T)
@@ -790,8 +820,10 @@ class BRCLayer(_LoopLayer):
             self.w_a.fill_(1.0)
             self.w_c.fill_(1.0)
 
-    def _feedback(self) -> tuple[Tensor, bool] | None:
-        return torch.cat([self.w_a, self.w_c]), False
+    compiled = True
+
+    def _compiled_sequence(self, proj: Tensor, state: Tensor, starts: Tensor) -> Tensor:
+        return _CompiledBistableSequence.apply(proj, state, starts, torch.cat([self.w_a, self.w_c]), False)
 
     def step(self, proj: Tensor, h: Tensor) -> Tensor:
         p_a, p_c, p_x = proj.chunk(3, dim=-1)
@@ -819,8 +851,10 @@ class NBRCLayer(_LoopLayer):
             for g in range(2):
                 nn.init.xavier_uniform_(self.weight_hh[g * h : (g + 1) * h], generator=generator)
 
-    def _feedback(self) -> tuple[Tensor, bool] | None:
-        return self.weight_hh, True
+    compiled = True
+
+    def _compiled_sequence(self, proj: Tensor, state: Tensor, starts: Tensor) -> Tensor:
+        return _CompiledBistableSequence.apply(proj, state, starts, self.weight_hh, True)
 
     def step(self, proj: Tensor, h: Tensor) -> Tensor:
         p_a, p_c, p_x = proj.chunk(3, dim=-1)

@@ -620,11 +620,11 @@ def test_gru_ext_knows_whether_its_build_is_cached(monkeypatch, tmp_path):
     assert gru_ext._built("rl_warmup_gru_cpu_abc")
 
 
-@pytest.mark.parametrize("cell", ["brc", "nbrc"])
+@pytest.mark.parametrize("cell", ["brc", "nbrc", "mgu"])
 @pytest.mark.parametrize(("batch", "steps", "hidden"), [(3, 7, 5), (8, 40, 32)])
 @pytest.mark.parametrize("masks", [False, True])
-def test_compiled_bistable_cells_match_the_python_loop(cell, batch, steps, hidden, masks):
-    """BRC / nBRC layers over whole sequences: the compiled kernel against the Python loop
+def test_compiled_loop_cells_match_the_python_loop(cell, batch, steps, hidden, masks):
+    """BRC / nBRC / MGU layers over whole sequences: the compiled kernel against the Python loop
     (``gru_path("python")``), float64, with episode starts inside the sequences and lengths."""
     from rl_warmup.cells import gru_path, make_layer
 

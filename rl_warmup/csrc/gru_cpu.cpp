@@ -1,4 +1,5 @@
-// A single-layer GRU over whole sequences on the CPU, forward and backward, for small batches.
+// A single-layer GRU (and BRC, nBRC, MGU, below) over whole sequences on the CPU, forward and
+// backward, for small batches.
 //
 // torch has no fused GRU kernel on the CPU: its composite loop dispatches about ten small ATen
 // operations per time step (~20 us for 8 x 64 on one core), as does any loop of ATen calls. Here
@@ -418,9 +419,153 @@ std::vector<at::Tensor> bistable_backward(const at::Tensor& grads, const at::Ten
   return {d_pre.transpose(0, 1).contiguous(), rec, d_w};
 }
 
+// ---------------------------------------------------------------------------------------------
+// MGU (Zhou et al. 2016) over whole sequences: with h_in = h * (1 - start_t),
+//   f = sigmoid(p_f + W_f h_in), n = tanh(p_h + W_h (f * h_in)), h' = (1 - f) * h_in + f * n.
+// proj: (B, T, 2H); w_f, w_h: (H, H).
+// ---------------------------------------------------------------------------------------------
+// Returns out (B, T, H), h_in (T, B, H), gates (T, B, 2H) = f, n.
+std::vector<at::Tensor> mgu_forward(const at::Tensor& proj, const at::Tensor& h0, const at::Tensor& starts,
+                                    const at::Tensor& w_f, const at::Tensor& w_h) {
+  at::NoGradGuard no_grad;
+  const int64_t batch = proj.size(0), steps = proj.size(1), hidden = h0.size(1);
+  auto p_tm = proj.transpose(0, 1).contiguous();  // (T, B, 2H)
+  auto h0c = h0.contiguous();
+  auto st = starts.numel() ? starts.contiguous().to(proj.scalar_type()) : starts;
+  auto out = at::empty({steps, batch, hidden}, proj.options());
+  auto h_in = at::empty({steps, batch, hidden}, proj.options());
+  auto gates = at::empty({steps, batch, 2 * hidden}, proj.options());
+  auto gf = at::empty({batch, hidden}, proj.options());
+  auto gh = at::empty({batch, hidden}, proj.options());
+  auto fh = at::empty({batch, hidden}, proj.options());
+  auto wf_t = w_f.t().contiguous();
+  auto wh_t = w_h.t().contiguous();
+  AT_DISPATCH_FLOATING_TYPES(proj.scalar_type(), "mgu_forward", [&] {
+    const int64_t bh = batch * hidden;
+    const scalar_t* p_p = p_tm.data_ptr<scalar_t>();
+    scalar_t* out_p = out.data_ptr<scalar_t>();
+    scalar_t* hin_p = h_in.data_ptr<scalar_t>();
+    scalar_t* g_p = gates.data_ptr<scalar_t>();
+    scalar_t* gf_p = gf.data_ptr<scalar_t>();
+    scalar_t* gh_p = gh.data_ptr<scalar_t>();
+    scalar_t* fh_p = fh.data_ptr<scalar_t>();
+    for (int64_t t = 0; t < steps; ++t) {
+      const scalar_t* prev = t == 0 ? h0c.data_ptr<scalar_t>() : out_p + (t - 1) * bh;
+      scalar_t* hin = hin_p + t * bh;
+      if (st.numel()) {
+        mask_state<scalar_t>(prev, st.data_ptr<scalar_t>(), t, steps, hin, batch, hidden);
+      } else {
+        std::copy(prev, prev + bh, hin);
+      }
+      const scalar_t* pt = p_p + t * 2 * bh;
+      scalar_t* g = g_p + t * 2 * bh;
+      // f = sigmoid(p_f + W_f h_in); the bias of the product is the projection's row
+      for (int64_t b = 0; b < batch; ++b) {
+        small_addmm<scalar_t>(pt + b * 2 * hidden, hin + b * hidden, wf_t.data_ptr<scalar_t>(), gf_p + b * hidden, 1,
+                              hidden, hidden);
+      }
+      for (int64_t i = 0; i < bh; ++i) {
+        const scalar_t f = sigmoid(gf_p[i]);
+        gf_p[i] = f;
+        fh_p[i] = f * hin[i];
+      }
+      for (int64_t b = 0; b < batch; ++b) {
+        small_addmm<scalar_t>(pt + b * 2 * hidden + hidden, fh_p + b * hidden, wh_t.data_ptr<scalar_t>(),
+                              gh_p + b * hidden, 1, hidden, hidden);
+      }
+      scalar_t* o = out_p + t * bh;
+      for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t j = 0; j < hidden; ++j) {
+          const int64_t i = b * hidden + j;
+          const scalar_t f = gf_p[i], n = std::tanh(gh_p[i]);
+          o[i] = hin[i] + f * (n - hin[i]);
+          g[b * 2 * hidden + j] = f;
+          g[b * 2 * hidden + hidden + j] = n;
+        }
+      }
+    }
+  });
+  return {out.transpose(0, 1).contiguous(), h_in, gates};
+}
+
+// grads: (T, B, H) of each output. Returns d_proj (B, T, 2H), d_h0 (B, H), d_w_f, d_w_h.
+std::vector<at::Tensor> mgu_backward(const at::Tensor& grads, const at::Tensor& starts, const at::Tensor& h_in,
+                                     const at::Tensor& gates, const at::Tensor& w_f, const at::Tensor& w_h) {
+  at::NoGradGuard no_grad;
+  const int64_t steps = grads.size(0), batch = grads.size(1), hidden = grads.size(2);
+  check(grads, "grads");
+  auto st = starts.numel() ? starts.contiguous().to(grads.scalar_type()) : starts;
+  auto d_pre = at::empty({steps, batch, 2 * hidden}, grads.options());  // d(pre-activations of f, n)
+  auto fh_all = at::empty({steps, batch, hidden}, grads.options());     // f * h_in, for d W_h
+  auto rec = at::zeros({batch, hidden}, grads.options());
+  auto dh = at::empty({batch, hidden}, grads.options());
+  auto dfh = at::empty({batch, hidden}, grads.options());
+  auto dhin = at::empty({batch, hidden}, grads.options());
+  auto wfc = w_f.contiguous();  // (H, H) row-major: d_h_in += d_gf @ W_f
+  auto whc = w_h.contiguous();
+  auto zero_bias = at::zeros({hidden}, grads.options());
+  AT_DISPATCH_FLOATING_TYPES(grads.scalar_type(), "mgu_backward", [&] {
+    const int64_t bh = batch * hidden;
+    const scalar_t* g_p = grads.data_ptr<scalar_t>();
+    const scalar_t* hin_p = h_in.data_ptr<scalar_t>();
+    const scalar_t* gt_p = gates.data_ptr<scalar_t>();
+    scalar_t* dp_p = d_pre.data_ptr<scalar_t>();
+    scalar_t* fh_p = fh_all.data_ptr<scalar_t>();
+    scalar_t* rec_p = rec.data_ptr<scalar_t>();
+    scalar_t* dh_p = dh.data_ptr<scalar_t>();
+    scalar_t* dfh_p = dfh.data_ptr<scalar_t>();
+    scalar_t* dhin_p = dhin.data_ptr<scalar_t>();
+    std::vector<scalar_t> d_gh(bh), d_gf(bh);
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      add<scalar_t>(g_p + t * bh, rec_p, dh_p, bh);
+      const scalar_t* hin = hin_p + t * bh;
+      const scalar_t* g = gt_p + t * 2 * bh;
+      scalar_t* dp = dp_p + t * 2 * bh;
+      scalar_t* fh = fh_p + t * bh;
+      for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t j = 0; j < hidden; ++j) {
+          const int64_t i = b * hidden + j;
+          const scalar_t f = g[b * 2 * hidden + j], n = g[b * 2 * hidden + hidden + j];
+          d_gh[i] = dh_p[i] * f * (scalar_t(1) - n * n);
+          fh[i] = f * hin[i];
+          dp[b * 2 * hidden + hidden + j] = d_gh[i];
+        }
+      }
+      // d(f * h_in) = d_gh @ W_h
+      small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), d_gh.data(), whc.data_ptr<scalar_t>(), dfh_p, batch, hidden,
+                            hidden);
+      for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t j = 0; j < hidden; ++j) {
+          const int64_t i = b * hidden + j;
+          const scalar_t f = g[b * 2 * hidden + j], n = g[b * 2 * hidden + hidden + j];
+          const scalar_t df = dh_p[i] * (n - hin[i]) + dfh_p[i] * hin[i];
+          d_gf[i] = df * f * (scalar_t(1) - f);
+          dp[b * 2 * hidden + j] = d_gf[i];
+          dhin_p[i] = dh_p[i] * (scalar_t(1) - f) + dfh_p[i] * f;
+        }
+      }
+      // d_h_in += d_gf @ W_f
+      small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), d_gf.data(), wfc.data_ptr<scalar_t>(), dh_p, batch, hidden,
+                            hidden);
+      add<scalar_t>(dhin_p, dh_p, dhin_p, bh);
+      if (st.numel()) {
+        mask_state<scalar_t>(dhin_p, st.data_ptr<scalar_t>(), t, steps, rec_p, batch, hidden);
+      } else {
+        std::copy(dhin_p, dhin_p + bh, rec_p);
+      }
+    }
+  });
+  auto d2 = d_pre.view({steps * batch, 2 * hidden});
+  auto d_w_f = at::mm(d2.slice(1, 0, hidden).t(), h_in.view({steps * batch, hidden}));
+  auto d_w_h = at::mm(d2.slice(1, hidden, 2 * hidden).t(), fh_all.view({steps * batch, hidden}));
+  return {d_pre.transpose(0, 1).contiguous(), rec, d_w_f, d_w_h};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_forward", &gru_forward, "GRU over whole sequences (CPU), saving its gates");
   m.def("gru_backward", &gru_backward, "the backward of gru_forward");
   m.def("bistable_forward", &bistable_forward, "BRC / nBRC over whole sequences (CPU), saving its gates");
   m.def("bistable_backward", &bistable_backward, "the backward of bistable_forward");
+  m.def("mgu_forward", &mgu_forward, "MGU over whole sequences (CPU), saving its gates");
+  m.def("mgu_backward", &mgu_backward, "the backward of mgu_forward");
 }

@@ -27,7 +27,7 @@ import math
 import operator
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -526,6 +526,13 @@ class _GRUSequence(torch.autograd.Function):
         return d_x, d_h0, dgi.t() @ xt, dgh_all.t() @ prev.reshape(steps * batch, h), dgi.sum(0), dgh_all.sum(0)
 
 
+def _kernel() -> Any:
+    """The compiled kernel module; only called on paths taken after :func:`gru_ext.load` succeeded."""
+    kernel = gru_ext.load()
+    assert kernel is not None
+    return kernel
+
+
 class _CompiledGRUSequence(torch.autograd.Function):
     """:class:`_GRUSequence` on the compiled kernel (:mod:`rl_warmup.gru_ext`): each time step of
     the forward and of the backward is one small matrix product and one vectorised loop, instead
@@ -535,8 +542,7 @@ class _CompiledGRUSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):  # type: ignore[no-untyped-def, override]
-        kernel = gru_ext.load()
-        assert kernel is not None
+        kernel = _kernel()
         x, h0 = x.contiguous(), h0.contiguous()
         out, gates = kernel.gru_forward(x, h0[0], w_ih, w_hh, b_ih, b_hh)
         ctx.save_for_backward(x, h0, out, gates, w_ih, w_hh)
@@ -545,8 +551,7 @@ class _CompiledGRUSequence(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_out, g_hn):  # type: ignore[no-untyped-def, override]
-        kernel = gru_ext.load()
-        assert kernel is not None
+        kernel = _kernel()
         x, h0, out, gates, w_ih, w_hh = ctx.saved_tensors
         grads = g_out.transpose(0, 1).contiguous() if g_out is not None else out.new_zeros(out.shape[1], *h0.shape[1:])
         g_last = g_hn[0] if g_hn is not None else h0.new_zeros(h0.shape[1:])
@@ -556,56 +561,40 @@ class _CompiledGRUSequence(torch.autograd.Function):
         return d_x, d_h0.unsqueeze(0), d_w_ih, d_w_hh, d_b_ih, d_b_hh
 
 
-class _CompiledBistableSequence(torch.autograd.Function):
-    """A BRC or nBRC layer over whole sequences on the compiled kernel (:mod:`rl_warmup.gru_ext`),
-    from the input projections ``proj`` ``(B, T, 3H)``, with the episode starts (``(B, T)``, or
-    empty) zeroing the state before their step as :meth:`_LoopLayer._run` does. Returns every
-    step's state ``(B, T, H)``; equal to the Python loop to float round-off
-    (``tests/test_cells.py``)."""
+_LOOP_KERNELS: dict[str, tuple[str, str, tuple[bool, ...]]] = {
+    "brc": ("bistable_forward", "bistable_backward", (False,)),
+    "nbrc": ("bistable_forward", "bistable_backward", (True,)),
+    "mgu": ("mgu_forward", "mgu_backward", ()),
+}
+"""Per :attr:`_LoopLayer.kernel`: the compiled forward and backward (:mod:`rl_warmup.gru_ext`)
+and their trailing flags (the bistable kernel's ``full``: nBRC's matrix feedback)."""
+
+
+class _CompiledLoopSequence(torch.autograd.Function):
+    """A BRC, nBRC or MGU layer over whole sequences on the compiled kernel
+    (:mod:`rl_warmup.gru_ext`), from the input projections ``proj`` ``(B, T, gates * H)``, with the
+    episode starts (``(B, T)``, or empty) zeroing the state before their step as
+    :meth:`_LoopLayer._run` does, and the cell's recurrent ``weights``. Returns every step's state
+    ``(B, T, H)``; equal to the Python loop to float round-off (``tests/test_cells.py``)."""
 
     @staticmethod
-    def forward(ctx, proj, h0, starts, w, full):  # type: ignore[no-untyped-def, override]
-        kernel = gru_ext.load()
-        assert kernel is not None
-        out, h_in, gates = kernel.bistable_forward(proj.contiguous(), h0.contiguous(), starts, w, full)
-        ctx.full = full
-        ctx.save_for_backward(starts, h_in, gates, w)
+    def forward(ctx, cell, proj, h0, starts, *weights):  # type: ignore[no-untyped-def, override]
+        kernel = _kernel()
+        forward, _, flags = _LOOP_KERNELS[cell]
+        out, h_in, gates = getattr(kernel, forward)(proj.contiguous(), h0.contiguous(), starts, *weights, *flags)
+        ctx.cell = cell
+        ctx.save_for_backward(starts, h_in, gates, *weights)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_out):  # type: ignore[no-untyped-def, override]
-        kernel = gru_ext.load()
-        assert kernel is not None
-        starts, h_in, gates, w = ctx.saved_tensors
+        kernel = _kernel()
+        _, backward, flags = _LOOP_KERNELS[ctx.cell]
+        starts, h_in, gates, *weights = ctx.saved_tensors
         grads = g_out.transpose(0, 1).contiguous()
-        d_proj, d_h0, d_w = kernel.bistable_backward(
-            grads, grads.new_zeros(grads.shape[1:]), starts, h_in, gates, w, ctx.full
-        )
-        return d_proj, d_h0, None, d_w, None
-
-
-class _CompiledMGUSequence(torch.autograd.Function):
-    """An MGU layer over whole sequences on the compiled kernel, as
-    :class:`_CompiledBistableSequence` (projections ``(B, T, 2H)``, episode starts, every step's
-    state)."""
-
-    @staticmethod
-    def forward(ctx, proj, h0, starts, w_f, w_h):  # type: ignore[no-untyped-def, override]
-        kernel = gru_ext.load()
-        assert kernel is not None
-        out, h_in, gates = kernel.mgu_forward(proj.contiguous(), h0.contiguous(), starts, w_f, w_h)
-        ctx.save_for_backward(starts, h_in, gates, w_f, w_h)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g_out):  # type: ignore[no-untyped-def, override]
-        kernel = gru_ext.load()
-        assert kernel is not None
-        starts, h_in, gates, w_f, w_h = ctx.saved_tensors
-        d_proj, d_h0, d_w_f, d_w_h = kernel.mgu_backward(g_out.transpose(0, 1).contiguous(), starts, h_in, gates, w_f, w_h)
-        return d_proj, d_h0, None, d_w_f, d_w_h
+        d_proj, d_h0, *d_weights = getattr(kernel, backward)(grads, starts, h_in, gates, *weights, *flags)
+        return None, d_proj, d_h0, None, *d_weights
 
 
 _GRU_PATH = "compiled"
@@ -691,13 +680,12 @@ class _LoopLayer(RecurrentLayer):
     def step(self, proj: Tensor, h: Tensor) -> Tensor:
         """One step from the projected input ``proj`` and the state ``h``; returns the new state."""
 
-    compiled = False
-    """Whether :meth:`_compiled_sequence` runs this cell on the compiled kernel
-    (:mod:`rl_warmup.gru_ext`): BRC, nBRC and MGU."""
+    kernel: str | None = None
+    """This cell's name in the compiled kernel (:mod:`rl_warmup.gru_ext`, ``_LOOP_KERNELS``):
+    ``"brc"``, ``"nbrc"``, ``"mgu"``; ``None``: the per-step loop only."""
 
-    def _compiled_sequence(self, proj: Tensor, state: Tensor, starts: Tensor) -> Tensor:
-        """Every step's state ``(B, T, H)`` from the projections on the compiled kernel (only for
-        cells with :attr:`compiled`)."""
+    def _kernel_weights(self) -> tuple[Tensor, ...]:
+        """The recurrent weights the compiled kernel takes (cells with a :attr:`kernel`)."""
         raise NotImplementedError
 
     def _run(
@@ -711,7 +699,7 @@ class _LoopLayer(RecurrentLayer):
         proj = self.input_projection(inputs)
         steps = inputs.shape[1]
         if (
-            self.compiled
+            self.kernel is not None
             and _GRU_PATH == "compiled"
             and proj.device.type == "cpu"
             and torch.is_grad_enabled()
@@ -720,7 +708,7 @@ class _LoopLayer(RecurrentLayer):
             and gru_ext.load() is not None
         ):
             starts = proj.new_zeros(0) if episode_starts is None else episode_starts.to(proj.dtype)
-            out = self._compiled_sequence(proj, state, starts)
+            out = _CompiledLoopSequence.apply(self.kernel, proj, state, starts, *self._kernel_weights())
             if lengths is None:
                 final = out[:, -1]
             else:
@@ -785,10 +773,10 @@ class MGULayer(_LoopLayer):
             nn.init.xavier_uniform_(self.weight_f, generator=generator)
             nn.init.xavier_uniform_(self.weight_h, generator=generator)
 
-    compiled = True
+    kernel = "mgu"
 
-    def _compiled_sequence(self, proj: Tensor, state: Tensor, starts: Tensor) -> Tensor:
-        return _CompiledMGUSequence.apply(proj, state, starts, self.weight_f, self.weight_h)
+    def _kernel_weights(self) -> tuple[Tensor, ...]:
+        return self.weight_f, self.weight_h
 
     def step(self, proj: Tensor, h: Tensor) -> Tensor:
         p_f, p_h = proj.chunk(2, dim=-1)
@@ -820,10 +808,10 @@ class BRCLayer(_LoopLayer):
             self.w_a.fill_(1.0)
             self.w_c.fill_(1.0)
 
-    compiled = True
+    kernel = "brc"
 
-    def _compiled_sequence(self, proj: Tensor, state: Tensor, starts: Tensor) -> Tensor:
-        return _CompiledBistableSequence.apply(proj, state, starts, torch.cat([self.w_a, self.w_c]), False)
+    def _kernel_weights(self) -> tuple[Tensor, ...]:
+        return (torch.cat([self.w_a, self.w_c]),)
 
     def step(self, proj: Tensor, h: Tensor) -> Tensor:
         p_a, p_c, p_x = proj.chunk(3, dim=-1)
@@ -851,10 +839,10 @@ class NBRCLayer(_LoopLayer):
             for g in range(2):
                 nn.init.xavier_uniform_(self.weight_hh[g * h : (g + 1) * h], generator=generator)
 
-    compiled = True
+    kernel = "nbrc"
 
-    def _compiled_sequence(self, proj: Tensor, state: Tensor, starts: Tensor) -> Tensor:
-        return _CompiledBistableSequence.apply(proj, state, starts, self.weight_hh, True)
+    def _kernel_weights(self) -> tuple[Tensor, ...]:
+        return (self.weight_hh,)
 
     def step(self, proj: Tensor, h: Tensor) -> Tensor:
         p_a, p_c, p_x = proj.chunk(3, dim=-1)

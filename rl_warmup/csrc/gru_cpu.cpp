@@ -277,9 +277,13 @@ void brc_feedback(const T* w, const T* h, T* r, int64_t batch, int64_t hidden) {
   }
 }
 
-// h_in (B, H) = h * (1 - start[:, t])
+// h_in (B, H) = h * (1 - start[:, t]); a copy of h where there are no episode starts (nullptr)
 template <typename T>
 void mask_state(const T* h, const T* starts, int64_t t, int64_t steps, T* h_in, int64_t batch, int64_t hidden) {
+  if (starts == nullptr) {
+    std::copy(h, h + batch * hidden, h_in);
+    return;
+  }
   for (int64_t b = 0; b < batch; ++b) {
     const T keep = T(1) - starts[b * steps + t];
     const T* hb = h + b * hidden;
@@ -308,6 +312,7 @@ std::vector<at::Tensor> bistable_forward(const at::Tensor& proj, const at::Tenso
   auto zero_bias = at::zeros({2 * hidden}, proj.options());
   AT_DISPATCH_FLOATING_TYPES(proj.scalar_type(), "bistable_forward", [&] {
     const int64_t bh = batch * hidden;
+    const scalar_t* st_p = st.numel() ? st.data_ptr<scalar_t>() : nullptr;  // no episode starts
     const scalar_t* p_p = p_tm.data_ptr<scalar_t>();
     const scalar_t* w_p = wt.data_ptr<scalar_t>();
     scalar_t* out_p = out.data_ptr<scalar_t>();
@@ -317,11 +322,7 @@ std::vector<at::Tensor> bistable_forward(const at::Tensor& proj, const at::Tenso
     for (int64_t t = 0; t < steps; ++t) {
       const scalar_t* prev = t == 0 ? h0c.data_ptr<scalar_t>() : out_p + (t - 1) * bh;
       scalar_t* hin = hin_p + t * bh;
-      if (st.numel()) {
-        mask_state<scalar_t>(prev, st.data_ptr<scalar_t>(), t, steps, hin, batch, hidden);
-      } else {
-        std::copy(prev, prev + bh, hin);
-      }
+      mask_state<scalar_t>(prev, st_p, t, steps, hin, batch, hidden);
       if (full) {
         small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), hin, w_p, r_p, batch, hidden, 2 * hidden);
       } else {
@@ -334,9 +335,9 @@ std::vector<at::Tensor> bistable_forward(const at::Tensor& proj, const at::Tenso
   return {out.transpose(0, 1).contiguous(), h_in, gates};
 }
 
-// grads: (T, B, H) of each output, time-major; g_last: (B, H) of the last state. Returns d_proj
-// (B, T, 3H), d_h0 (B, H), d_w (the shape of w).
-std::vector<at::Tensor> bistable_backward(const at::Tensor& grads, const at::Tensor& g_last, const at::Tensor& starts,
+// grads: (T, B, H) of each output, time-major. Returns d_proj (B, T, 3H), d_h0 (B, H), d_w (the
+// shape of w).
+std::vector<at::Tensor> bistable_backward(const at::Tensor& grads, const at::Tensor& starts,
                                           const at::Tensor& h_in, const at::Tensor& gates, const at::Tensor& w,
                                           bool full) {
   at::NoGradGuard no_grad;
@@ -344,7 +345,7 @@ std::vector<at::Tensor> bistable_backward(const at::Tensor& grads, const at::Ten
   check(grads, "grads");
   auto st = starts.numel() ? starts.contiguous().to(grads.scalar_type()) : starts;
   auto d_pre = at::empty({steps, batch, 3 * hidden}, grads.options());  // d(p_a, p_c, p_x)
-  auto rec = g_last.contiguous().clone();
+  auto rec = at::zeros({batch, hidden}, grads.options());  // what flows into h_t from later steps
   auto dh = at::empty({batch, hidden}, grads.options());
   auto dhin = at::empty({batch, hidden}, grads.options());
   auto wc = w.contiguous();  // nBRC: (2H, H) row-major, so d_h_in += d_r @ W
@@ -353,6 +354,7 @@ std::vector<at::Tensor> bistable_backward(const at::Tensor& grads, const at::Ten
   auto dw_diag = at::zeros({2 * hidden}, grads.options());
   AT_DISPATCH_FLOATING_TYPES(grads.scalar_type(), "bistable_backward", [&] {
     const int64_t bh = batch * hidden;
+    const scalar_t* st_p = st.numel() ? st.data_ptr<scalar_t>() : nullptr;  // no episode starts
     const scalar_t* g_p = grads.data_ptr<scalar_t>();
     const scalar_t* hin_p = h_in.data_ptr<scalar_t>();
     const scalar_t* gt_p = gates.data_ptr<scalar_t>();
@@ -400,11 +402,7 @@ std::vector<at::Tensor> bistable_backward(const at::Tensor& grads, const at::Ten
         small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), dr.data(), w_p, tmp_p, batch, 2 * hidden, hidden);
         add<scalar_t>(dhin_p, tmp_p, dhin_p, bh);
       }
-      if (st.numel()) {
-        mask_state<scalar_t>(dhin_p, st.data_ptr<scalar_t>(), t, steps, rec_p, batch, hidden);
-      } else {
-        std::copy(dhin_p, dhin_p + bh, rec_p);
-      }
+      mask_state<scalar_t>(dhin_p, st_p, t, steps, rec_p, batch, hidden);
     }
     scalar_t* out_w = dw_diag.data_ptr<scalar_t>();
     for (size_t i = 0; i < dwd.size(); ++i) out_w[i] = scalar_t(dwd[i]);
@@ -442,6 +440,7 @@ std::vector<at::Tensor> mgu_forward(const at::Tensor& proj, const at::Tensor& h0
   auto wh_t = w_h.t().contiguous();
   AT_DISPATCH_FLOATING_TYPES(proj.scalar_type(), "mgu_forward", [&] {
     const int64_t bh = batch * hidden;
+    const scalar_t* st_p = st.numel() ? st.data_ptr<scalar_t>() : nullptr;  // no episode starts
     const scalar_t* p_p = p_tm.data_ptr<scalar_t>();
     scalar_t* out_p = out.data_ptr<scalar_t>();
     scalar_t* hin_p = h_in.data_ptr<scalar_t>();
@@ -452,11 +451,7 @@ std::vector<at::Tensor> mgu_forward(const at::Tensor& proj, const at::Tensor& h0
     for (int64_t t = 0; t < steps; ++t) {
       const scalar_t* prev = t == 0 ? h0c.data_ptr<scalar_t>() : out_p + (t - 1) * bh;
       scalar_t* hin = hin_p + t * bh;
-      if (st.numel()) {
-        mask_state<scalar_t>(prev, st.data_ptr<scalar_t>(), t, steps, hin, batch, hidden);
-      } else {
-        std::copy(prev, prev + bh, hin);
-      }
+      mask_state<scalar_t>(prev, st_p, t, steps, hin, batch, hidden);
       const scalar_t* pt = p_p + t * 2 * bh;
       scalar_t* g = g_p + t * 2 * bh;
       // f = sigmoid(p_f + W_f h_in); the bias of the product is the projection's row
@@ -506,6 +501,7 @@ std::vector<at::Tensor> mgu_backward(const at::Tensor& grads, const at::Tensor& 
   auto zero_bias = at::zeros({hidden}, grads.options());
   AT_DISPATCH_FLOATING_TYPES(grads.scalar_type(), "mgu_backward", [&] {
     const int64_t bh = batch * hidden;
+    const scalar_t* st_p = st.numel() ? st.data_ptr<scalar_t>() : nullptr;  // no episode starts
     const scalar_t* g_p = grads.data_ptr<scalar_t>();
     const scalar_t* hin_p = h_in.data_ptr<scalar_t>();
     const scalar_t* gt_p = gates.data_ptr<scalar_t>();
@@ -548,11 +544,7 @@ std::vector<at::Tensor> mgu_backward(const at::Tensor& grads, const at::Tensor& 
       small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), d_gf.data(), wfc.data_ptr<scalar_t>(), dh_p, batch, hidden,
                             hidden);
       add<scalar_t>(dhin_p, dh_p, dhin_p, bh);
-      if (st.numel()) {
-        mask_state<scalar_t>(dhin_p, st.data_ptr<scalar_t>(), t, steps, rec_p, batch, hidden);
-      } else {
-        std::copy(dhin_p, dhin_p + bh, rec_p);
-      }
+      mask_state<scalar_t>(dhin_p, st_p, t, steps, rec_p, batch, hidden);
     }
   });
   auto d2 = d_pre.view({steps * batch, 2 * hidden});

@@ -48,16 +48,14 @@ def _cpu_tag() -> str:
 
 
 def _built(name: str) -> bool:
-    """Whether torch's extension cache already holds the build ``name`` (best effort)."""
-    root = os.environ.get("TORCH_EXTENSIONS_DIR")
-    if root is None:
-        try:
-            from torch.utils import cpp_extension
+    """Whether torch's extension cache (``TORCH_EXTENSIONS_DIR`` or its default) already holds the
+    build ``name`` (best effort)."""
+    try:
+        from torch.utils import cpp_extension
 
-            return any(Path(cpp_extension._get_build_directory(name, verbose=False)).glob(f"{name}.*"))
-        except Exception:  # a private helper of torch: never let it cost the kernel
-            return True
-    return any((Path(root) / name).glob(f"{name}.*"))
+        return any(Path(cpp_extension._get_build_directory(name, verbose=False)).glob(f"{name}.*"))
+    except Exception:  # a private helper of torch: never let it cost the kernel
+        return True
 
 
 def enabled() -> bool:
@@ -93,8 +91,8 @@ def load() -> ModuleType | None:
                 reason = next((line.strip() for line in lines if "error:" in line), lines[-1].strip())
                 warnings.warn(
                     f"rl_warmup: the compiled CPU GRU kernel could not be built ({type(error).__name__}: "
-                    f"{reason}); GRU training "
-                    "on the CPU uses the slower Python backward. Set RL_WARMUP_GRU_EXT=0 to silence this.",
+                    f"{reason}); GRU, BRC, nBRC and MGU training on the CPU uses the slower Python "
+                    "paths. Set RL_WARMUP_GRU_EXT=0 to silence this.",
                     RuntimeWarning,
                     stacklevel=2,
                 )

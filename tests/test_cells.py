@@ -614,7 +614,7 @@ def test_gru_ext_knows_whether_its_build_is_cached(monkeypatch, tmp_path):
     """The one-time build message is printed only when the cache has no build yet."""
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     assert not gru_ext._built("rl_warmup_gru_cpu_abc")
-    (tmp_path / "rl_warmup_gru_cpu_abc").mkdir()
+    (tmp_path / "rl_warmup_gru_cpu_abc").mkdir(exist_ok=True)  # torch may have made it
     assert not gru_ext._built("rl_warmup_gru_cpu_abc")
     (tmp_path / "rl_warmup_gru_cpu_abc" / "rl_warmup_gru_cpu_abc.so").write_bytes(b"")
     assert gru_ext._built("rl_warmup_gru_cpu_abc")

@@ -601,14 +601,14 @@ _GRU_PATH = "compiled"
 """Which whole-sequence pass the GRU (:func:`run_gru`), BRC, nBRC and MGU take on the CPU with
 gradients: ``"compiled"`` (the kernel of :mod:`rl_warmup.gru_ext`, falling back to ``"python"``
 where it cannot be built), ``"python"`` (:class:`_GRUSequence`; the per-step loop of
-:class:`_LoopLayer` for BRC and nBRC) or ``"autograd"`` (``nn.GRU``; the loop for BRC and nBRC)."""
+:class:`_LoopLayer` for the other three) or ``"autograd"`` (``nn.GRU``; the loop for the others)."""
 
 
 @contextlib.contextmanager
 def gru_path(path: str) -> Iterator[None]:
     """Within this context the GRU (:func:`run_gru`), BRC, nBRC and MGU take ``path``:
     ``"compiled"`` (the default), ``"python"`` (the GRU's hand-written backward in Python, the
-    bistable cells' per-step loop) or ``"autograd"`` (``nn.GRU``), to compare speed or
+    other cells' per-step loop) or ``"autograd"`` (``nn.GRU``), to compare speed or
     gradients."""
     global _GRU_PATH
     if path not in ("compiled", "python", "autograd"):
@@ -619,6 +619,20 @@ def gru_path(path: str) -> Iterator[None]:
         yield
     finally:
         _GRU_PATH = before
+
+
+def _compiled_takes(x: Tensor) -> bool:
+    """Whether the compiled kernel runs a whole-sequence pass over ``x`` ``(B, T, ...)``: the
+    ``"compiled"`` path, on the CPU, with a gradient to take, over more than one step, in float32
+    or float64, and the kernel built."""
+    return (
+        _GRU_PATH == "compiled"
+        and x.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and x.shape[1] > 1
+        and x.dtype in (torch.float32, torch.float64)
+        and gru_ext.load() is not None
+    )
 
 
 def autograd_gru() -> contextlib.AbstractContextManager[None]:
@@ -650,7 +664,7 @@ def run_gru(rnn: nn.GRU, x: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
         and (x.requires_grad or h0.requires_grad or rnn.weight_hh_l0.requires_grad)
     ):
         params = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
-        if _GRU_PATH == "compiled" and x.dtype in (torch.float32, torch.float64) and gru_ext.load() is not None:
+        if _compiled_takes(x):
             out, h_n = _CompiledGRUSequence.apply(x, h0, *params)
         else:
             out, h_n = _GRUSequence.apply(x, h0, *params)
@@ -698,15 +712,7 @@ class _LoopLayer(RecurrentLayer):
     ) -> LayerOutput:
         proj = self.input_projection(inputs)
         steps = inputs.shape[1]
-        if (
-            self.kernel is not None
-            and _GRU_PATH == "compiled"
-            and proj.device.type == "cpu"
-            and torch.is_grad_enabled()
-            and steps > 1
-            and proj.dtype in (torch.float32, torch.float64)
-            and gru_ext.load() is not None
-        ):
+        if self.kernel is not None and _compiled_takes(proj):
             starts = proj.new_zeros(0) if episode_starts is None else episode_starts.to(proj.dtype)
             out = _CompiledLoopSequence.apply(self.kernel, proj, state, starts, *self._kernel_weights())
             if lengths is None:

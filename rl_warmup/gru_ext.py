@@ -1,5 +1,5 @@
-"""The compiled CPU sequence kernel of the GRU, BRC, nBRC and MGU (``csrc/gru_cpu.cpp``), built
-at first use.
+"""The compiled CPU sequence kernel of the GRU, LSTM, BRC, nBRC and MGU (``csrc/gru_cpu.cpp``),
+built at first use.
 
 torch has no fused GRU kernel on the CPU, so a GRU trained on long sequences of small batches
 (recurrent PPO's minibatches) spends its time dispatching about ten small operations per time
@@ -98,3 +98,10 @@ def load() -> ModuleType | None:
                 )
         _state["module"] = module
         return module
+
+
+def lstm_enabled() -> bool:
+    """Whether the environment allows the compiled LSTM (``RL_WARMUP_LSTM_EXT`` is not ``0``):
+    ``RL_WARMUP_LSTM_EXT=0`` keeps oneDNN's LSTM in training (as before the kernel had one, so
+    runs started then resume bit for bit) while the GRU and the other cells keep the kernel."""
+    return os.environ.get("RL_WARMUP_LSTM_EXT", "1") != "0"

@@ -620,6 +620,120 @@ def test_gru_ext_knows_whether_its_build_is_cached(monkeypatch, tmp_path):
     assert gru_ext._built("rl_warmup_gru_cpu_abc")
 
 
+# --- run_lstm, and both kernels over sequences of several lengths ----------------------------
+def _sequence_by_sequence(rnn, x, states, lengths):
+    """The reference for ``lengths``: each sequence alone, unpadded, through ``rnn`` itself;
+    outputs padded with zeros, final states after each sequence's last step."""
+    outs, finals = [], []
+    for b in range(x.shape[0]):
+        length = x.shape[1] if lengths is None else int(lengths[b])
+        state = tuple(s[:, b : b + 1] for s in states)
+        out, final = rnn(x[b : b + 1, :length], state if len(state) > 1 else state[0])
+        outs.append(torch.nn.functional.pad(out, (0, 0, 0, x.shape[1] - length)))
+        finals.append(final if isinstance(final, tuple) else (final,))
+    return torch.cat(outs), tuple(torch.cat(f, 1) for f in zip(*finals, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize(
+    ("batch", "steps", "hidden", "inputs"),
+    # odd sizes reach the remainder loops; (3, 4, 300, 5) and (9, 5, 256, 3) are above
+    # gru_cpu.cpp's kSmallProduct (the library's products) for the LSTM and both
+    [(3, 1, 4, 2), (5, 9, 7, 3), (8, 32, 64, 2), (3, 4, 300, 5), (9, 5, 256, 3)],
+)
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_compiled_kernels_match_autograd_sequence_by_sequence(kind, batch, steps, hidden, inputs, with_lengths):
+    """float64: the compiled LSTM (and GRU) over padded sequences with ``lengths`` give each
+    sequence's outputs, final states and every gradient as ``nn.LSTM`` / ``nn.GRU`` run on it alone."""
+    from rl_warmup.cells import run_gru, run_lstm
+
+    if gru_ext.load() is None:
+        pytest.skip("the compiled kernel cannot be built here")
+    torch.manual_seed(2)
+    rnn = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(inputs, hidden, batch_first=True).double()
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(batch, steps, inputs, dtype=torch.float64, requires_grad=True)
+    states = tuple(
+        torch.randn(1, batch, hidden, dtype=torch.float64, requires_grad=True) for _ in range(2 if kind == "lstm" else 1)
+    )
+    lengths = None
+    if with_lengths:
+        lengths = torch.sort(torch.randint(1, steps + 1, (batch,)), descending=True).values
+        lengths[0] = steps
+    weights = [torch.randn(batch, steps, hidden, dtype=torch.float64)]
+    weights += [torch.randn(1, batch, hidden, dtype=torch.float64) for _ in states]
+
+    def loss(out, finals):
+        return sum((t * w).sum() for t, w in zip((out, *finals), weights, strict=True))
+
+    wrt = [x, *states, *rnn.parameters()]
+    ref_out, ref_finals = _sequence_by_sequence(rnn, x, states, lengths)
+    ref = torch.autograd.grad(loss(ref_out, ref_finals), wrt)
+    if kind == "lstm":
+        out, finals = run_lstm(rnn, x, states, lengths)
+    else:
+        out, h_n = run_gru(rnn, x, states[0], lengths)
+        finals = (h_n,)
+    if steps > 1:
+        assert type(out.grad_fn).__name__ == f"_Compiled{kind.upper()}SequenceBackward"
+    got = torch.autograd.grad(loss(out, finals), wrt)
+    torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
+    for f, r in zip(finals, ref_finals, strict=True):
+        torch.testing.assert_close(f, r, rtol=1e-12, atol=1e-12)
+    for g, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_compiled_lstm_float32_agrees_with_onednn():
+    """float32 with saturated gates (inputs scaled up), 300 steps: within round-off of oneDNN."""
+    from rl_warmup.cells import run_lstm
+
+    if gru_ext.load() is None:
+        pytest.skip("the compiled kernel cannot be built here")
+    torch.manual_seed(1)
+    rnn = torch.nn.LSTM(3, 64, batch_first=True)
+    x = (20.0 * torch.randn(8, 300, 3)).requires_grad_()
+    hx = (torch.zeros(1, 8, 64), torch.zeros(1, 8, 64))
+    ref_out, _ = rnn(x, hx)
+    ref = torch.autograd.grad(ref_out.square().sum(), [x, *rnn.parameters()])
+    out, _ = run_lstm(rnn, x, hx)
+    got = torch.autograd.grad(out.square().sum(), [x, *rnn.parameters()])
+    torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-5)
+    for g, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-3 * r.abs().max().item())
+
+
+def test_lengths_give_the_same_results_on_every_path(monkeypatch):
+    """Without the kernel (the Python GRU backward, autograd, oneDNN's LSTM under
+    RL_WARMUP_LSTM_EXT=0) ``lengths`` mean the same: zero outputs after each sequence's last step,
+    final states at it."""
+    from rl_warmup.cells import gru_path, run_gru, run_lstm
+
+    torch.manual_seed(3)
+    x = torch.randn(4, 6, 2, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(1, 4, 5, dtype=torch.float64)
+    lengths = torch.tensor([6, 4, 4, 1])
+    gru = torch.nn.GRU(2, 5, batch_first=True).double()
+    ref_out, (ref_h,) = _sequence_by_sequence(gru, x, (h0,), lengths)
+    for path in ("compiled", "python", "autograd"):
+        with gru_path(path):
+            out, h_n = run_gru(gru, x, h0, lengths)
+        torch.testing.assert_close(out, ref_out)
+        torch.testing.assert_close(h_n, ref_h)
+    lstm = torch.nn.LSTM(2, 5, batch_first=True).double()
+    ref_out, ref_finals = _sequence_by_sequence(lstm, x, (h0, h0), lengths)
+    monkeypatch.setenv("RL_WARMUP_LSTM_EXT", "0")
+    out, finals = run_lstm(lstm, x, (h0, h0), lengths)
+    assert "Compiled" not in type(out.grad_fn).__name__  # oneDNN's
+    torch.testing.assert_close(out, ref_out)
+    for f, r in zip(finals, ref_finals, strict=True):
+        torch.testing.assert_close(f, r)
+    with pytest.raises(ValueError, match="non-increasing"):
+        run_gru(gru, x, h0, torch.tensor([4, 6, 4, 1]))
+
+
 @pytest.mark.parametrize("cell", ["brc", "nbrc", "mgu"])
 @pytest.mark.parametrize(("batch", "steps", "hidden"), [(3, 7, 5), (8, 40, 32)])
 @pytest.mark.parametrize("masks", [False, True])

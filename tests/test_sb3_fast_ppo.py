@@ -208,16 +208,24 @@ def test_train_reproduces_stock_train(
 
 
 @pytest.mark.parametrize(
-    ("cell", "overhead"), [("gru", None), ("lstm", None), ("lstm", 0.0), ("lstm", 10.0)]
+    ("cell", "overhead", "lstm_ext"),
+    [("gru", None, "1"), ("lstm", None, "1"), ("lstm", None, "0"), ("lstm", 0.0, "0"), ("lstm", 10.0, "0")],
 )
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_evaluate_actions_at_equals_evaluate_actions(
-    env_id: str, cell: str, overhead: float | None
+    env_id: str, cell: str, overhead: float | None, lstm_ext: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Heads on the valid rows only; LSTM sequences grouped by length (overhead 0: one call per
-    distinct length) give the outputs and gradients of the full padded evaluation."""
+    """Heads on the valid rows only; the sequences of a minibatch packed in one call of the
+    compiled kernel (GRU and LSTM stacks), or, with oneDNN's LSTM (``RL_WARMUP_LSTM_EXT=0``),
+    grouped by length (overhead 0: one call per distinct length) give the outputs and gradients
+    of the full padded evaluation."""
+    from rl_warmup import gru_ext
+
+    monkeypatch.setenv("RL_WARMUP_LSTM_EXT", lstm_ext)
     policy_kwargs = {"cell": cell, "lstm_hidden_size": 16, "n_lstm_layers": 2}
     _, fast = _pair(RecurrentCellPolicy, policy_kwargs, env_id)
+    packed = (cell == "gru" or lstm_ext == "1") and gru_ext.load() is not None
+    assert fast.policy.lstm_actor._packed(torch.device("cpu")) is packed
     if overhead is not None:
         fast.policy.lstm_actor.group_overhead = fast.policy.lstm_critic.group_overhead = overhead
     np.random.seed(0)
@@ -335,3 +343,24 @@ def test_group_plan_minimises_calls_and_padding() -> None:
             for cuts in map(list, itertools.combinations(range(1, 7), k))
         )
         assert cost(_group_plan(lengths, overhead), overhead) == pytest.approx(best)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 10.0])
+def test_clip_grad_norm_equals_torchs_bit_for_bit(scale: float) -> None:
+    """FastRecurrentPPO's gradient clipping (a few foreach calls) scales exactly as
+    ``torch.nn.utils.clip_grad_norm_`` does, below and above the threshold; parameters without a
+    gradient are left alone."""
+    from rl_warmup.sb3.ppo import _clip_grad_norm
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(shape)) for shape in [(64, 2), (256, 64), (256,), (1,), (2, 64)]]
+    grads = [scale * torch.randn_like(p) for p in params]
+    results = []
+    for clip in (_clip_grad_norm, torch.nn.utils.clip_grad_norm_):
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        params[3].grad = None
+        clip(params, 0.5)
+        results.append([p.grad for p in params])
+    for ours, torchs in zip(*results, strict=True):
+        assert (ours is None and torchs is None) or torch.equal(ours, torchs)

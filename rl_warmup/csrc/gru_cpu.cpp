@@ -76,8 +76,9 @@ void step_backward(const T* dh, const T* gates, const T* h_prev, T* dgi, T* dgh,
   }
 }
 
-// acc (B, N) = bias (N) + a (B, K) @ wt (K, N), all row-major; for the small products of one time
-// step, where a library call costs more in dispatch than in arithmetic.
+// acc (B, N) = bias (N) + a (B, K) @ wt (K, N), all row-major, or acc += a @ wt where bias is
+// null; for the small products of one time step, where a library call costs more in dispatch
+// than in arithmetic.
 template <typename T>
 void small_addmm(const T* bias, const T* a, const T* wt, T* acc, int64_t batch, int64_t k_dim, int64_t n_dim) {
   int64_t b = 0;
@@ -86,8 +87,10 @@ void small_addmm(const T* bias, const T* a, const T* wt, T* acc, int64_t batch, 
     T* r1 = r0 + n_dim;
     const T* a0 = a + b * k_dim;
     const T* a1 = a0 + k_dim;
+    if (bias != nullptr) {
 #pragma omp simd
-    for (int64_t n = 0; n < n_dim; ++n) r0[n] = r1[n] = bias[n];
+      for (int64_t n = 0; n < n_dim; ++n) r0[n] = r1[n] = bias[n];
+    }
     int64_t k = 0;
     for (; k + 4 <= k_dim; k += 4) {  // four rows of wt per pass over acc
       const T *w0 = wt + k * n_dim, *w1 = w0 + n_dim, *w2 = w1 + n_dim, *w3 = w2 + n_dim;
@@ -113,8 +116,10 @@ void small_addmm(const T* bias, const T* a, const T* wt, T* acc, int64_t batch, 
   for (; b < batch; ++b) {
     T* row = acc + b * n_dim;
     const T* ab = a + b * k_dim;
+    if (bias != nullptr) {
 #pragma omp simd
-    for (int64_t n = 0; n < n_dim; ++n) row[n] = bias[n];
+      for (int64_t n = 0; n < n_dim; ++n) row[n] = bias[n];
+    }
     for (int64_t k = 0; k < k_dim; ++k) {
       const T v = ab[k];
       const T* w = wt + k * n_dim;
@@ -139,19 +144,59 @@ void check(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_contiguous(), "gru_cpu: ", name, " must be contiguous");
 }
 
+
+// Rows still running at step t of sequences sorted by decreasing length: active is empty (every
+// row runs every step) or (T,) int64, non-increasing; rows >= active[t] have ended before step t.
+inline int64_t rows_at(const at::Tensor& active, int64_t t, int64_t batch) {
+  return active.numel() == 0 ? batch : active.data_ptr<int64_t>()[t];
+}
+
+// Rows whose last step is t: those from rows_after(t) to rows_at(t) (none run after the last step).
+inline int64_t rows_after(const at::Tensor& active, int64_t t, int64_t steps, int64_t batch) {
+  return t + 1 >= steps ? 0 : rows_at(active, t + 1, batch);
+}
+
+// a^T @ b for a (N, M), b (N, K): the weight gradients, summed over the N = steps * batch
+// positions. The library's product is several times slower with a transposed left operand and
+// a few columns on the right (M = 256, K = 2, N = 480: 144 us, against 43 us for (b^T a)^T), so
+// a narrow b goes on the left; at K = 64 both orders cost the same.
+at::Tensor t_mm(const at::Tensor& a, const at::Tensor& b) {
+  if (b.size(1) < 16 && b.size(1) < a.size(1)) return at::mm(b.t(), a).t().contiguous();
+  return at::mm(a.t(), b);
+}
+
+void check_active(const at::Tensor& active, int64_t steps, int64_t batch) {
+  if (active.numel() == 0) return;
+  TORCH_CHECK(active.dim() == 1 && active.size(0) == steps && active.scalar_type() == at::kLong &&
+                  active.is_contiguous() && active.device().is_cpu(),
+              "gru_cpu: active must be a contiguous (steps,) int64 CPU tensor");
+  const int64_t* a = active.data_ptr<int64_t>();
+  for (int64_t t = 0; t < steps; ++t) {
+    TORCH_CHECK(a[t] >= 0 && a[t] <= batch && (t == 0 || a[t] <= a[t - 1]),
+                "gru_cpu: active must be non-increasing, within 0 .. batch");
+  }
+}
+
 }  // namespace
 
-// x: (B, T, I) batch-first; h0: (B, H). Returns out (B, T, H), gates (T, B, 4H) for the backward.
+// x: (B, T, I) batch-first; h0: (B, H); active: see rows_at (empty: every row runs every step).
+// Returns out (B, T, H) (zeros after each row's last step), each row's final state h_n (B, H)
+// (its state after its last step) and gates (T, B, 4H) for the backward.
 std::vector<at::Tensor> gru_forward(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih,
-                                    const at::Tensor& w_hh, const at::Tensor& b_ih, const at::Tensor& b_hh) {
+                                    const at::Tensor& w_hh, const at::Tensor& b_ih, const at::Tensor& b_hh,
+                                    const at::Tensor& active) {
   at::NoGradGuard no_grad;
   const int64_t batch = x.size(0), steps = x.size(1), hidden = h0.size(1);
+  check_active(active, steps, batch);
   auto h0c = h0.contiguous();
   // input projection of every step at once, time-major: (T, B, 3H)
   auto gi = at::addmm(b_ih, x.transpose(0, 1).reshape({steps * batch, x.size(2)}), w_ih.t()).view(
       {steps, batch, 3 * hidden});
-  auto out = at::empty({steps, batch, hidden}, x.options());
+  // rows that have ended read as zeros (the backward's products over every position need finite
+  // values there); their gates are never read
+  auto out = active.numel() ? at::zeros({steps, batch, hidden}, x.options()) : at::empty({steps, batch, hidden}, x.options());
   auto gates = at::empty({steps, batch, 4 * hidden}, x.options());
+  auto h_n = at::empty({batch, hidden}, x.options());
   auto gh = at::empty({batch, 3 * hidden}, x.options());
   auto w_hh_t = w_hh.t().contiguous();  // (H, 3H)
   auto b_hh_c = b_hh.contiguous();
@@ -165,42 +210,55 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& x, const at::Tensor& h0, c
     scalar_t* out_p = out.data_ptr<scalar_t>();
     scalar_t* gates_p = gates.data_ptr<scalar_t>();
     scalar_t* gh_p = gh.data_ptr<scalar_t>();
+    scalar_t* hn_p = h_n.data_ptr<scalar_t>();
     for (int64_t t = 0; t < steps; ++t) {
+      const int64_t rows = rows_at(active, t, batch);
       const scalar_t* prev_p = t == 0 ? h0c.data_ptr<scalar_t>() : out_p + (t - 1) * bh;
       if (small) {
-        small_addmm<scalar_t>(bias_p, prev_p, w_p, gh_p, batch, hidden, 3 * hidden);
+        small_addmm<scalar_t>(bias_p, prev_p, w_p, gh_p, rows, hidden, 3 * hidden);
       } else {
-        at::addmm_out(gh, b_hh_c, t == 0 ? h0c : out[t - 1], w_hh_t);
+        auto gh_rows = gh.narrow(0, 0, rows);
+        at::addmm_out(gh_rows, b_hh_c, (t == 0 ? h0c : out[t - 1]).narrow(0, 0, rows), w_hh_t);
       }
-      step_forward<scalar_t>(gi_p + t * 3 * bh, gh_p, prev_p, out_p + t * bh, gates_p + t * 4 * bh, batch, hidden,
+      step_forward<scalar_t>(gi_p + t * 3 * bh, gh_p, prev_p, out_p + t * bh, gates_p + t * 4 * bh, rows, hidden,
                              3 * hidden);
+      const int64_t ending = rows_after(active, t, steps, batch);  // rows ending here: ending .. rows
+      std::copy(out_p + t * bh + ending * hidden, out_p + t * bh + rows * hidden, hn_p + ending * hidden);
     }
   });
-  return {out.transpose(0, 1).contiguous(), gates};
+  return {out.transpose(0, 1).contiguous(), h_n, gates};
 }
 
-// grads: (T, B, H) the gradient of each step's output, time-major; g_hn: (B, H) that of the last
-// state (zeros when unused). Returns d_x (B, T, I), d_h0 (B, H), d_w_ih, d_w_hh, d_b_ih, d_b_hh.
+// grads: (T, B, H) the gradient of each step's output, time-major; g_hn: (B, H) that of each row's
+// final state (zeros when unused); active as in gru_forward. Returns d_x (B, T, I), d_h0 (B, H),
+// d_w_ih, d_w_hh, d_b_ih, d_b_hh.
 std::vector<at::Tensor> gru_backward(const at::Tensor& grads, const at::Tensor& g_hn, const at::Tensor& x,
                                      const at::Tensor& h0, const at::Tensor& out, const at::Tensor& gates,
-                                     const at::Tensor& w_ih, const at::Tensor& w_hh, bool need_dx) {
+                                     const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& active,
+                                     bool need_dx) {
   at::NoGradGuard no_grad;
   const int64_t batch = out.size(0), steps = out.size(1), hidden = out.size(2);
   check(grads, "grads");
   check(gates, "gates");
+  check_active(active, steps, batch);
   // the state before each step, time-major: (T, B, H)
   auto prev = at::cat({h0.unsqueeze(0), out.transpose(0, 1).slice(0, 0, steps - 1)}, 0).contiguous();
-  auto dgi = at::empty({steps, batch, 3 * hidden}, grads.options());
-  auto dgh = at::empty({steps, batch, 3 * hidden}, grads.options());
+  // rows that have ended keep zero gradients, so the weight gradients sum over running rows only
+  auto dgi = active.numel() ? at::zeros({steps, batch, 3 * hidden}, grads.options())
+                            : at::empty({steps, batch, 3 * hidden}, grads.options());
+  auto dgh = active.numel() ? at::zeros({steps, batch, 3 * hidden}, grads.options())
+                            : at::empty({steps, batch, 3 * hidden}, grads.options());
   auto carry = at::empty({batch, hidden}, grads.options());
   auto dh = at::empty({batch, hidden}, grads.options());
-  auto rec = g_hn.contiguous().clone();  // what flows into h_t from later steps
-  auto w_hh_c = w_hh.contiguous();         // (3H, H)
+  auto rec = at::zeros({batch, hidden}, grads.options());  // what flows into h_t from later steps
+  auto g_last = g_hn.contiguous();
+  auto w_hh_c = w_hh.contiguous();  // (3H, H)
   auto zero_bias = at::zeros({hidden}, grads.options());
   const bool small = batch * hidden * 3 * hidden <= kSmallProduct;
   AT_DISPATCH_FLOATING_TYPES(grads.scalar_type(), "gru_backward", [&] {
     const int64_t bh = batch * hidden;
     const scalar_t* g_p = grads.data_ptr<scalar_t>();
+    const scalar_t* gl_p = g_last.data_ptr<scalar_t>();
     const scalar_t* gates_p = gates.data_ptr<scalar_t>();
     const scalar_t* prev_p = prev.data_ptr<scalar_t>();
     const scalar_t* w_p = w_hh_c.data_ptr<scalar_t>();
@@ -210,16 +268,20 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grads, const at::Tensor& 
     scalar_t* dh_p = dh.data_ptr<scalar_t>();
     scalar_t* carry_p = carry.data_ptr<scalar_t>();
     for (int64_t t = steps - 1; t >= 0; --t) {
-      const scalar_t* g_t = g_p + t * bh;
-      add<scalar_t>(g_t, rec_p, dh_p, bh);
+      const int64_t rows = rows_at(active, t, batch);
+      const int64_t ending = rows_after(active, t, steps, batch);
+      // the final state's gradient enters at each row's last step
+      add<scalar_t>(rec_p + ending * hidden, gl_p + ending * hidden, rec_p + ending * hidden, (rows - ending) * hidden);
+      add<scalar_t>(g_p + t * bh, rec_p, dh_p, rows * hidden);
       step_backward<scalar_t>(dh_p, gates_p + t * 4 * bh, prev_p + t * bh, dgi_p + t * 3 * bh, dgh_p + t * 3 * bh,
-                              carry_p, batch, hidden);
+                              carry_p, rows, hidden);
       if (small) {
-        small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), dgh_p + t * 3 * bh, w_p, rec_p, batch, 3 * hidden,
+        small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), dgh_p + t * 3 * bh, w_p, rec_p, rows, 3 * hidden,
                               hidden);
-        add<scalar_t>(rec_p, carry_p, rec_p, bh);
+        add<scalar_t>(rec_p, carry_p, rec_p, rows * hidden);
       } else {
-        at::addmm_out(rec, carry, dgh[t], w_hh_c);
+        auto rec_rows = rec.narrow(0, 0, rows);
+        at::addmm_out(rec_rows, carry.narrow(0, 0, rows), dgh[t].narrow(0, 0, rows), w_hh_c);
       }
     }
   });
@@ -228,8 +290,186 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grads, const at::Tensor& 
   auto xt = x.transpose(0, 1).reshape({steps * batch, x.size(2)});
   at::Tensor d_x;
   if (need_dx) d_x = at::mm(dgi2, w_ih).view({steps, batch, x.size(2)}).transpose(0, 1);
-  return {d_x, rec, at::mm(dgi2.t(), xt), at::mm(dgh2.t(), prev.view({steps * batch, hidden})), dgi2.sum(0),
-          dgh2.sum(0)};
+  // without active, the products of the kernel's first version (the same results, bit for bit:
+  // GRU warmups and runs made with it reproduce)
+  auto d_w_ih = active.numel() ? t_mm(dgi2, xt) : at::mm(dgi2.t(), xt);
+  auto d_w_hh = active.numel() ? t_mm(dgh2, prev.view({steps * batch, hidden})) : at::mm(dgh2.t(), prev.view({steps * batch, hidden}));
+  return {d_x, rec, d_w_ih, d_w_hh, dgi2.sum(0), dgh2.sum(0)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// LSTM over whole sequences, the same way (torch.nn.LSTM's equations and gate order i, f, g, o):
+//   i = sigmoid(p_i), f = sigmoid(p_f), g = tanh(p_g), o = sigmoid(p_o),
+//   c' = f * c + i * g,  h' = o * tanh(c'),  with p = W_ih x + b_ih + W_hh h + b_hh.
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+// One step. pre: (B, 4H) the pre-activations; c_prev, c_out, h_out: (B, H); gates: (B, 5H) =
+// i, f, g, o, tanh(c').
+template <typename T>
+void lstm_step_forward(const T* pre, const T* c_prev, T* c_out, T* h_out, T* gates, int64_t batch, int64_t hidden) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const T* p = pre + b * 4 * hidden;
+    const T* cp = c_prev + b * hidden;
+    T* co = c_out + b * hidden;
+    T* ho = h_out + b * hidden;
+    T* g = gates + b * 5 * hidden;
+#pragma omp simd
+    for (int64_t j = 0; j < hidden; ++j) {
+      const T i = sigmoid(p[j]), f = sigmoid(p[hidden + j]), gg = std::tanh(p[2 * hidden + j]),
+              o = sigmoid(p[3 * hidden + j]);
+      const T c = f * cp[j] + i * gg;
+      const T tc = std::tanh(c);
+      co[j] = c;
+      ho[j] = o * tc;
+      g[j] = i;
+      g[hidden + j] = f;
+      g[2 * hidden + j] = gg;
+      g[3 * hidden + j] = o;
+      g[4 * hidden + j] = tc;
+    }
+  }
+}
+
+// One step of the backward. dh: (B, H) the total gradient of h_t; dc: (B, H) that of c_t from
+// later steps, replaced by the gradient flowing into c_{t-1}; writes d(pre-activations) (B, 4H).
+template <typename T>
+void lstm_step_backward(const T* dh, T* dc, const T* gates, const T* c_prev, T* dpre, int64_t batch, int64_t hidden) {
+  for (int64_t b = 0; b < batch; ++b) {
+    const T* d = dh + b * hidden;
+    T* dcb = dc + b * hidden;
+    const T* g = gates + b * 5 * hidden;
+    const T* cp = c_prev + b * hidden;
+    T* dp = dpre + b * 4 * hidden;
+#pragma omp simd
+    for (int64_t j = 0; j < hidden; ++j) {
+      const T i = g[j], f = g[hidden + j], gg = g[2 * hidden + j], o = g[3 * hidden + j], tc = g[4 * hidden + j];
+      const T dct = dcb[j] + d[j] * o * (T(1) - tc * tc);
+      dp[j] = dct * gg * i * (T(1) - i);
+      dp[hidden + j] = dct * cp[j] * f * (T(1) - f);
+      dp[2 * hidden + j] = dct * i * (T(1) - gg * gg);
+      dp[3 * hidden + j] = d[j] * tc * o * (T(1) - o);
+      dcb[j] = dct * f;
+    }
+  }
+}
+
+}  // namespace
+
+// x: (B, T, I) batch-first; h0, c0: (B, H); active as in gru_forward. Returns out (B, T, H) (zeros
+// after each row's last step), each row's final h_n and c_n (B, H), every step's cell state
+// (T, B, H) and gates (T, B, 5H) for the backward.
+std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0,
+                                     const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& b_ih,
+                                     const at::Tensor& b_hh, const at::Tensor& active) {
+  at::NoGradGuard no_grad;
+  const int64_t batch = x.size(0), steps = x.size(1), hidden = h0.size(1);
+  check_active(active, steps, batch);
+  auto h0c = h0.contiguous();
+  auto c0c = c0.contiguous();
+  // input projection and both biases for every step at once, time-major: (T, B, 4H); each step
+  // adds its recurrent product into it
+  auto pre = at::addmm(b_ih + b_hh, x.transpose(0, 1).reshape({steps * batch, x.size(2)}), w_ih.t())
+                 .view({steps, batch, 4 * hidden});
+  // as in gru_forward: zeros where rows have ended in the outputs, never read in the rest
+  auto out = active.numel() ? at::zeros({steps, batch, hidden}, x.options()) : at::empty({steps, batch, hidden}, x.options());
+  auto cs = at::empty({steps, batch, hidden}, x.options());
+  auto gates = at::empty({steps, batch, 5 * hidden}, x.options());
+  auto h_n = at::empty({batch, hidden}, x.options());
+  auto c_n = at::empty({batch, hidden}, x.options());
+  auto w_hh_t = w_hh.t().contiguous();  // (H, 4H)
+  check(pre, "input projection");
+  const bool small = batch * hidden * 4 * hidden <= kSmallProduct;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
+    const int64_t bh = batch * hidden;
+    const scalar_t* w_p = w_hh_t.data_ptr<scalar_t>();
+    scalar_t* pre_p = pre.data_ptr<scalar_t>();
+    scalar_t* out_p = out.data_ptr<scalar_t>();
+    scalar_t* cs_p = cs.data_ptr<scalar_t>();
+    scalar_t* gates_p = gates.data_ptr<scalar_t>();
+    scalar_t* hn_p = h_n.data_ptr<scalar_t>();
+    scalar_t* cn_p = c_n.data_ptr<scalar_t>();
+    for (int64_t t = 0; t < steps; ++t) {
+      const int64_t rows = rows_at(active, t, batch);
+      const scalar_t* h_prev = t == 0 ? h0c.data_ptr<scalar_t>() : out_p + (t - 1) * bh;
+      const scalar_t* c_prev = t == 0 ? c0c.data_ptr<scalar_t>() : cs_p + (t - 1) * bh;
+      scalar_t* pre_t = pre_p + t * 4 * bh;
+      if (small) {
+        small_addmm<scalar_t>(nullptr, h_prev, w_p, pre_t, rows, hidden, 4 * hidden);
+      } else {
+        auto pre_rows = pre[t].narrow(0, 0, rows);
+        pre_rows.addmm_((t == 0 ? h0c : out[t - 1]).narrow(0, 0, rows), w_hh_t);
+      }
+      lstm_step_forward<scalar_t>(pre_t, c_prev, cs_p + t * bh, out_p + t * bh, gates_p + t * 5 * bh, rows, hidden);
+      const int64_t ending = rows_after(active, t, steps, batch);
+      std::copy(out_p + t * bh + ending * hidden, out_p + t * bh + rows * hidden, hn_p + ending * hidden);
+      std::copy(cs_p + t * bh + ending * hidden, cs_p + t * bh + rows * hidden, cn_p + ending * hidden);
+    }
+  });
+  return {out.transpose(0, 1).contiguous(), h_n, c_n, cs, gates};
+}
+
+// grads: (T, B, H) the gradient of each step's output, time-major; g_hn, g_cn: (B, H) those of each
+// row's final states (zeros when unused); cs, gates from lstm_forward. Returns d_x (B, T, I), d_h0,
+// d_c0 (B, H), d_w_ih, d_w_hh, d_b (the gradient of b_ih and of b_hh).
+std::vector<at::Tensor> lstm_backward(const at::Tensor& grads, const at::Tensor& g_hn, const at::Tensor& g_cn,
+                                      const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0,
+                                      const at::Tensor& out, const at::Tensor& cs, const at::Tensor& gates,
+                                      const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& active,
+                                      bool need_dx) {
+  at::NoGradGuard no_grad;
+  const int64_t batch = out.size(0), steps = out.size(1), hidden = out.size(2);
+  check(grads, "grads");
+  check(gates, "gates");
+  check(cs, "cell states");
+  check_active(active, steps, batch);
+  auto prev = at::cat({h0.unsqueeze(0), out.transpose(0, 1).slice(0, 0, steps - 1)}, 0).contiguous();
+  auto c0c = c0.contiguous();
+  auto dpre = active.numel() ? at::zeros({steps, batch, 4 * hidden}, grads.options())
+                             : at::empty({steps, batch, 4 * hidden}, grads.options());
+  auto dh = at::empty({batch, hidden}, grads.options());
+  auto rec = at::zeros({batch, hidden}, grads.options());  // what flows into h_t from later steps
+  auto dc = at::zeros({batch, hidden}, grads.options());   // and into c_t
+  auto gh_last = g_hn.contiguous();
+  auto gc_last = g_cn.contiguous();
+  auto w_hh_c = w_hh.contiguous();  // (4H, H)
+  auto zero_bias = at::zeros({hidden}, grads.options());
+  const bool small = batch * hidden * 4 * hidden <= kSmallProduct;
+  AT_DISPATCH_FLOATING_TYPES(grads.scalar_type(), "lstm_backward", [&] {
+    const int64_t bh = batch * hidden;
+    const scalar_t* g_p = grads.data_ptr<scalar_t>();
+    const scalar_t* gh_p = gh_last.data_ptr<scalar_t>();
+    const scalar_t* gc_p = gc_last.data_ptr<scalar_t>();
+    const scalar_t* gates_p = gates.data_ptr<scalar_t>();
+    const scalar_t* cs_p = cs.data_ptr<scalar_t>();
+    const scalar_t* w_p = w_hh_c.data_ptr<scalar_t>();
+    scalar_t* dpre_p = dpre.data_ptr<scalar_t>();
+    scalar_t* rec_p = rec.data_ptr<scalar_t>();
+    scalar_t* dc_p = dc.data_ptr<scalar_t>();
+    scalar_t* dh_p = dh.data_ptr<scalar_t>();
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      const int64_t rows = rows_at(active, t, batch);
+      const int64_t ending = rows_after(active, t, steps, batch);
+      const int64_t from = ending * hidden, n_end = (rows - ending) * hidden;
+      add<scalar_t>(rec_p + from, gh_p + from, rec_p + from, n_end);
+      add<scalar_t>(dc_p + from, gc_p + from, dc_p + from, n_end);
+      add<scalar_t>(g_p + t * bh, rec_p, dh_p, rows * hidden);
+      const scalar_t* c_prev = t == 0 ? c0c.data_ptr<scalar_t>() : cs_p + (t - 1) * bh;
+      lstm_step_backward<scalar_t>(dh_p, dc_p, gates_p + t * 5 * bh, c_prev, dpre_p + t * 4 * bh, rows, hidden);
+      if (small) {
+        small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), dpre_p + t * 4 * bh, w_p, rec_p, rows, 4 * hidden,
+                              hidden);
+      } else {
+        auto rec_rows = rec.narrow(0, 0, rows);
+        at::mm_out(rec_rows, dpre[t].narrow(0, 0, rows), w_hh_c);
+      }
+    }
+  });
+  auto d2 = dpre.view({steps * batch, 4 * hidden});
+  auto xt = x.transpose(0, 1).reshape({steps * batch, x.size(2)});
+  at::Tensor d_x;
+  if (need_dx) d_x = at::mm(d2, w_ih).view({steps, batch, x.size(2)}).transpose(0, 1);
+  return {d_x, rec, dc, t_mm(d2, xt), t_mm(d2, prev.view({steps * batch, hidden})), d2.sum(0)};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -556,6 +796,8 @@ std::vector<at::Tensor> mgu_backward(const at::Tensor& grads, const at::Tensor& 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_forward", &gru_forward, "GRU over whole sequences (CPU), saving its gates");
   m.def("gru_backward", &gru_backward, "the backward of gru_forward");
+  m.def("lstm_forward", &lstm_forward, "LSTM over whole sequences (CPU), saving its gates and cell states");
+  m.def("lstm_backward", &lstm_backward, "the backward of lstm_forward");
   m.def("bistable_forward", &bistable_forward, "BRC / nBRC over whole sequences (CPU), saving its gates");
   m.def("bistable_backward", &bistable_backward, "the backward of bistable_forward");
   m.def("mgu_forward", &mgu_forward, "MGU over whole sequences (CPU), saving its gates");

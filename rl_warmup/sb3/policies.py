@@ -43,6 +43,7 @@ both networks) so that most padding steps are not run either.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,14 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import Schedule
 from torch import Tensor, nn
 
-from rl_warmup.cells import CELL_NAMES, RecurrentNetwork, _FusedLayer, run_gru
+from rl_warmup.cells import (
+    CELL_NAMES,
+    RecurrentNetwork,
+    _FusedLayer,
+    kernel_runs,
+    run_gru,
+    run_lstm,
+)
 from rl_warmup.sb3.fused import FusedActorCritic
 
 __all__ = [
@@ -146,6 +154,9 @@ class ValidPlan:
     """``(n_valid,)``: ``positions[inverse]`` is ascending (the order of the valid rows)."""
     steps: int
     """The padded length ``T``."""
+    lengths: list[Tensor] | None = None
+    """Per group, for a packed plan: the ``(rows,)`` lengths of its sequences (non-increasing),
+    which the compiled kernel reads to skip each sequence's padding (:func:`rl_warmup.cells.run_gru`)."""
 
     @classmethod
     def build(
@@ -154,9 +165,10 @@ class ValidPlan:
         order: np.ndarray,
         plan: list[tuple[int, int]],
         episode_starts: Tensor,
+        packed: bool = False,
     ) -> ValidPlan:
         """From sequence lengths, their decreasing order, :func:`_group_plan`'s groups and the
-        ``(n_seq, T)`` episode starts of the padded batch."""
+        ``(n_seq, T)`` episode starts of the padded batch; ``packed``: keep each group's lengths."""
         steps = episode_starts.shape[1]
         device = episode_starts.device
         groups: list[tuple[Tensor, int, Tensor | None]] = []
@@ -175,12 +187,17 @@ class ValidPlan:
             positions.append(np.repeat(seqs * steps, seq_lens) + within)
             begin = end
         flat = np.concatenate(positions)
+        group_lengths = None
+        if packed:
+            bounds = [0, *(end for end, _ in plan)]
+            group_lengths = [torch.as_tensor(lens[order[a:b]]) for a, b in itertools.pairwise(bounds)]
         return cls(
             groups,
             [episode_starts.index_select(0, idx)[:, :run].float() for idx, run, _ in groups],
             torch.as_tensor(flat, device=device),
             torch.as_tensor(np.argsort(flat, kind="stable"), device=device),
             steps,
+            group_lengths,
         )
 
     def gather(self, x: Tensor) -> list[Tensor]:
@@ -341,24 +358,41 @@ class RecurrentCellModule(nn.Module):
     def valid_plan(self, lengths: Tensor, episode_starts: Tensor) -> ValidPlan | None:
         """How to run only the valid steps of sequences of ``lengths``, or ``None`` for one padded call.
 
-        For stacks of single LSTM layers (oneDNN's kernel on CPU costs in proportion to rows x
-        steps) the sequences are sorted by length and cut into groups chosen to minimise
-        ``calls x group_overhead + rows x steps`` (:func:`_group_plan`), each run for its own
-        longest length. ``None`` when that gains nothing (other cells, a single sequence, or a
-        single group of the full length).
+        Where every layer runs on the compiled kernel (:func:`rl_warmup.cells.kernel_runs`:
+        GRU and LSTM stacks training on the CPU), the sequences are sorted by length and run in
+        one call that skips each one's padding (a *packed* plan). Otherwise, for stacks of single
+        LSTM layers (oneDNN's kernel on CPU costs in proportion to rows x steps), the sorted
+        sequences are cut into groups chosen to minimise ``calls x group_overhead + rows x
+        steps`` (:func:`_group_plan`), each run for its own longest length. ``None`` when that
+        gains nothing (other cells, a single sequence, no padding, or a single group of the full
+        length).
 
         :param lengths: ``(n_seq,)`` valid steps of each sequence, each in ``1 .. T``.
         :param episode_starts: ``(n_seq, T)`` episode starts of the padded batch.
         """
         n_seq = lengths.shape[0]
-        if not self._groupable or n_seq < 2:
+        packed = self._packed(episode_starts.device)
+        if not (packed or self._groupable) or n_seq < 2:
             return None
         lens = np.asarray(lengths.tolist(), dtype=np.int64)
         order = np.argsort(-lens, kind="stable")
+        if packed:  # one call that skips each sequence's padding
+            if lens.min() == episode_starts.shape[1]:
+                return None
+            return ValidPlan.build(lens, order, [(n_seq, int(lens[order[0]]))], episode_starts, packed=True)
         plan = _group_plan(lens[order].tolist(), self.group_overhead)
         if len(plan) == 1 and plan[0][1] == episode_starts.shape[1]:
             return None
         return ValidPlan.build(lens, order, plan, episode_starts)
+
+    def _packed(self, device: torch.device) -> bool:
+        """Whether every layer runs on the compiled kernel here (:func:`rl_warmup.cells.kernel_runs`),
+        which skips the steps after each sequence's last: :meth:`valid_plan` then runs all
+        sequences in one call."""
+        if not self._direct:
+            return False
+        dtype = self.network.layers[0].rnn.weight_hh_l0.dtype  # type: ignore[union-attr]
+        return all(kernel_runs(device, dtype, lstm=layer.is_lstm) for layer in self.network.layers)  # type: ignore[union-attr]
 
     def forward_plan(
         self, features: list[Tensor], states: tuple[Tensor, Tensor], plan: ValidPlan
@@ -374,14 +408,15 @@ class RecurrentCellModule(nn.Module):
         """
         h, c = states
         outs = []
-        for (idx, _, valid), x, starts in zip(plan.groups, features, plan.starts, strict=True):
-            out, _ = self._forward_direct(x, (h.index_select(1, idx), c.index_select(1, idx)), starts)
+        lengths = plan.lengths or [None] * len(plan.groups)
+        for (idx, _, valid), x, starts, lens in zip(plan.groups, features, plan.starts, lengths, strict=True):
+            out, _ = self._forward_direct(x, (h.index_select(1, idx), c.index_select(1, idx)), starts, lens)
             out = out.reshape(-1, out.shape[-1])
             outs.append(out if valid is None else out.index_select(0, valid))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def _forward_direct(
-        self, features: Tensor, states: tuple[Tensor, Tensor], starts: Tensor
+        self, features: Tensor, states: tuple[Tensor, Tensor], starts: Tensor, lengths: Tensor | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """:meth:`forward` for stacks of single LSTM / GRU layers without resets after the first step.
 
@@ -389,6 +424,8 @@ class RecurrentCellModule(nn.Module):
         episode, then one fused call per layer) without converting to flat states and back:
         the storage ``(h, c)`` is exactly what ``nn.LSTM`` takes (``c`` unused for a GRU). This is
         the path of every rollout step, where the conversions cost as much as the cell itself.
+        ``lengths``: a packed plan's (:meth:`valid_plan`) non-increasing sequence lengths, or
+        ``None``.
         """
         h, c = states
         if (
@@ -410,10 +447,10 @@ class RecurrentCellModule(nn.Module):
         hs, cs = [], []
         for i, layer in enumerate(self.network.layers):
             if layer.is_lstm:  # type: ignore[union-attr]
-                x, (h_i, c_i) = layer.rnn(x, (h[i : i + 1] * keep, c[i : i + 1] * keep))  # type: ignore[union-attr]
+                x, (h_i, c_i) = run_lstm(layer.rnn, x, (h[i : i + 1] * keep, c[i : i + 1] * keep), lengths)  # type: ignore[union-attr, arg-type]
                 cs.append(c_i)
             else:
-                x, h_i = run_gru(layer.rnn, x, h[i : i + 1] * keep)  # type: ignore[union-attr, arg-type]
+                x, h_i = run_gru(layer.rnn, x, h[i : i + 1] * keep, lengths)  # type: ignore[union-attr, arg-type]
             hs.append(h_i)
         h_out = hs[0] if len(hs) == 1 else torch.cat(hs)
         # GRU: the c slot holds no state (zeros, as from_flat writes it)

@@ -95,6 +95,17 @@ _FLAT_NAMES = (
 )
 
 
+def _clip_grad_norm(parameters: list[th.Tensor], max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_(parameters, max_norm)`` (the same norms and scaling, bit
+    for bit) in four calls instead of two per parameter: on the CPU torch takes its per-tensor
+    path, about a third of the optimizer's time at recurrent PPO's minibatch sizes."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    total = th.linalg.vector_norm(th.stack(th._foreach_norm(grads)))
+    th._foreach_mul_(grads, th.clamp(max_norm / (total + 1e-6), max=1.0))
+
+
 def _with_zero_row(array: np.ndarray, axis: int = 0) -> np.ndarray:
     """``array`` with one row of zeros appended along ``axis`` (where padded positions point)."""
     shape = list(array.shape)
@@ -578,7 +589,7 @@ class FastRecurrentPPO(RecurrentPPO):
 
                 self.policy.optimizer.zero_grad()
                 loss.backward()
-                th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+                _clip_grad_norm(parameters, self.max_grad_norm)
                 self.policy.optimizer.step()
 
             self._n_updates += 1

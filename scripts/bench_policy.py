@@ -50,16 +50,19 @@ from rl_warmup.sb3.policies import RecurrentCellPolicy
 from rl_warmup.sb3.ppo import FastRecurrentPPO
 
 ENV_ID = "rl_warmup/CartPoleNoVel-v0"
-GRU_PATHS = ("python", "autograd")
-"""Suffixes of a ``--cells`` name (``gru-python``, ``gru-autograd``): that cell with the GRU's
-whole-sequence pass on another path of :func:`rl_warmup.cells.gru_path` than the default compiled
-kernel (the hand-written backward in Python; autograd through ``nn.GRU``), to time them side by side."""
+GRU_PATHS = {"python": "python", "autograd": "autograd", "onednn": "python"}
+"""Suffixes of a ``--cells`` name (``gru-python``, ``gru-autograd``, ``lstm-onednn``) and the
+:func:`rl_warmup.cells.gru_path` they select instead of the default compiled kernel: the GRU's
+hand-written backward in Python or autograd through ``nn.GRU``; for the LSTM, oneDNN's kernel
+with minibatch sequences grouped by length (what ``RL_WARMUP_LSTM_EXT=0`` gives); to time them
+side by side."""
 
 
 def _split_cell(cell: str) -> tuple[str, str]:
-    """``"gru-python"`` -> ``("gru", "python")``; a name without a path suffix takes ``"compiled"``."""
-    base, _, path = cell.rpartition("-")
-    return (base, path) if base and path in GRU_PATHS else (cell, "compiled")
+    """``"gru-python"`` -> ``("gru", "python")``, ``"lstm-onednn"`` -> ``("lstm", "python")``; a
+    name without a path suffix takes ``"compiled"``."""
+    base, _, suffix = cell.rpartition("-")
+    return (base, GRU_PATHS[suffix]) if base and suffix in GRU_PATHS else (cell, "compiled")
 
 
 class _MaskVelocity(gym.ObservationWrapper):
@@ -523,7 +526,8 @@ def main() -> None:
         nargs="+",
         default=["lstm", "gru"],
         help="cells of RecurrentCellPolicy to time; gru-python and gru-autograd run the GRU with the "
-        "hand-written backward in Python or with autograd through nn.GRU instead of the compiled kernel",
+        "hand-written backward in Python or with autograd through nn.GRU instead of the compiled kernel, "
+        "lstm-onednn the LSTM on oneDNN's kernel (nbrc-python etc.: the Python loop)",
     )
     parser.add_argument("--hidden", nargs="+", type=int, default=[64, 256], help="hidden sizes")
     parser.add_argument(

@@ -41,3 +41,11 @@ def test_policy_step_times_every_path(bench: ModuleType, capsys: pytest.CaptureF
         "ours gru rollout_step (fused)",
     ]
     assert all(float(line.split()[-1]) > 0 for line in lines)
+
+
+def test_cell_names_choose_the_sequence_path(bench: ModuleType) -> None:
+    assert bench._split_cell("gru") == ("gru", "compiled")
+    assert bench._split_cell("gru-python") == ("gru", "python")
+    assert bench._split_cell("gru-autograd") == ("gru", "autograd")
+    assert bench._split_cell("lstm-onednn") == ("lstm", "python")  # no compiled path: oneDNN's LSTM
+    assert bench._split_cell("chrono_lstm") == ("chrono_lstm", "compiled")

@@ -690,6 +690,12 @@ def kernel_runs(device: torch.device, dtype: torch.dtype, lstm: bool = False) ->
     )
 
 
+LSTM_KERNEL_MAX_HIDDEN = 128
+"""The largest LSTM the compiled kernel runs (:func:`run_lstm`): one CPU thread, forward and
+backward of 8 sequences, interleaved with oneDNN's (2026-12-07): 1.2-1.6x faster at 64 units,
+about 1.2x at 128, 0.6-0.8x at 256 (the library's per-step products lose to oneDNN's there)."""
+
+
 def _compiled_takes(x: Tensor, lstm: bool = False) -> bool:
     """Whether the compiled kernel runs a whole-sequence pass over ``x`` ``(B, T, ...)``: more
     than one step, and :func:`kernel_runs`."""
@@ -750,12 +756,13 @@ def run_lstm(
     """``rnn(x, hx)`` for a single-layer, unidirectional, batch-first ``nn.LSTM`` with biases.
 
     On the CPU, when a gradient will be taken, this runs the compiled kernel
-    (:class:`_CompiledLSTMSequence`) instead of oneDNN's, unless :func:`kernel_runs` says
-    otherwise (``RL_WARMUP_LSTM_EXT=0``, another :func:`gru_path`, no kernel); elsewhere it is
+    (:class:`_CompiledLSTMSequence`) instead of oneDNN's for up to :data:`LSTM_KERNEL_MAX_HIDDEN`
+    units, unless :func:`kernel_runs` says otherwise (``RL_WARMUP_LSTM_EXT=0``, another
+    :func:`gru_path`, no kernel); elsewhere it is
     ``rnn(x, hx)``. Outputs agree with ``rnn(x, hx)`` to float round-off, gradients with
     autograd's. ``lengths`` as in :func:`run_gru` (the other paths run a packed sequence).
     """
-    if _takes_grad(rnn, x, *hx) and _compiled_takes(x, lstm=True):
+    if _takes_grad(rnn, x, *hx) and rnn.hidden_size <= LSTM_KERNEL_MAX_HIDDEN and _compiled_takes(x, lstm=True):
         params = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
         out, h_n, c_n = _CompiledLSTMSequence.apply(x, hx[0], hx[1], _active_rows(lengths, x.shape[1]), *params)
         return out, (h_n, c_n)

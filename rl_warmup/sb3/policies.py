@@ -64,6 +64,7 @@ from torch import Tensor, nn
 
 from rl_warmup.cells import (
     CELL_NAMES,
+    LSTM_KERNEL_MAX_HIDDEN,
     RecurrentNetwork,
     _FusedLayer,
     kernel_runs,
@@ -392,7 +393,11 @@ class RecurrentCellModule(nn.Module):
         if not self._direct:
             return False
         dtype = self.network.layers[0].rnn.weight_hh_l0.dtype  # type: ignore[union-attr]
-        return all(kernel_runs(device, dtype, lstm=layer.is_lstm) for layer in self.network.layers)  # type: ignore[union-attr]
+        return all(
+            kernel_runs(device, dtype, lstm=layer.is_lstm)  # type: ignore[union-attr]
+            and (not layer.is_lstm or layer.hidden_size <= LSTM_KERNEL_MAX_HIDDEN)  # type: ignore[union-attr]
+            for layer in self.network.layers
+        )
 
     def forward_plan(
         self, features: list[Tensor], states: tuple[Tensor, Tensor], plan: ValidPlan

@@ -45,7 +45,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
 from rl_warmup import gru_ext
-from rl_warmup.cells import gru_path, run_gru
+from rl_warmup.cells import gru_path, run_gru, run_lstm
 from rl_warmup.sb3.policies import RecurrentCellPolicy
 from rl_warmup.sb3.ppo import FastRecurrentPPO
 
@@ -435,7 +435,7 @@ def policy_step(cells: list[str], hiddens: list[int], hyper: Hyper, seed: int, s
 
 def _minibatch_times(batch: int, steps: int, hidden: int, rounds: int, repeats: int) -> list[list[float]]:
     """ms per forward + backward: GRU through autograd, the Python backward, the compiled kernel,
-    and the LSTM; interleaved."""
+    and the LSTM on oneDNN and compiled; interleaved."""
     gru = nn.GRU(hidden, hidden, batch_first=True)
     lstm = nn.LSTM(hidden, hidden, batch_first=True)
     x = torch.randn(batch, steps, hidden, requires_grad=True)
@@ -449,11 +449,21 @@ def _minibatch_times(batch: int, steps: int, hidden: int, rounds: int, repeats: 
 
         return run
 
-    def lstm_pass() -> None:
-        out, _ = lstm(x, (h0, h0))
-        out.sum().backward()
+    def lstm_pass(path: str) -> Callable[[], None]:
+        def run() -> None:
+            with gru_path(path):  # "python": oneDNN's LSTM; "compiled": the kernel (up to 128 units)
+                out, _ = run_lstm(lstm, x, (h0, h0))
+            out.sum().backward()
 
-    passes = (gru_pass("autograd"), gru_pass("python"), gru_pass("compiled"), lstm_pass)
+        return run
+
+    passes = (
+        gru_pass("autograd"),
+        gru_pass("python"),
+        gru_pass("compiled"),
+        lstm_pass("python"),
+        lstm_pass("compiled"),
+    )
     times: list[list[float]] = [[] for _ in passes]
     for _ in range(rounds):
         for i, fn in enumerate(passes):
@@ -468,16 +478,19 @@ def _minibatch_times(batch: int, steps: int, hidden: int, rounds: int, repeats: 
 def gru_sequence(hidden: int, rounds: int = 3, repeats: int = 10) -> None:
     """Forward and backward of one padded minibatch (ms, min / median): ``nn.GRU`` with autograd's
     backward, with the package's hand-written one in Python and compiled
-    (:func:`rl_warmup.cells.run_gru`), and ``nn.LSTM`` (oneDNN), interleaved, at the minibatch
-    shapes of the three benchmark environments."""
+    (:func:`rl_warmup.cells.run_gru`), and ``nn.LSTM`` on oneDNN and on the compiled kernel
+    (:func:`rl_warmup.cells.run_lstm`, which keeps oneDNN above
+    ``LSTM_KERNEL_MAX_HIDDEN`` units), interleaved, at the minibatch shapes of the three
+    benchmark environments."""
     if gru_ext.load() is None:
-        print("(the compiled GRU kernel is not available here: its column times the Python backward)")
+        print("(the compiled kernel is not available here: its columns time the Python backward and oneDNN)")
     print(f"forward + backward of one minibatch, {hidden} units, ms min / median of {rounds * repeats}")
-    print(f"{'sequences x steps':<20} {'GRU autograd':>16} {'GRU Python bwd':>16} {'GRU compiled':>16} {'LSTM':>16}")
+    names = ("GRU autograd", "GRU Python bwd", "GRU compiled", "LSTM oneDNN", "LSTM compiled")
+    print(f"{'sequences x steps':<20} " + " ".join(f"{name:>16}" for name in names))
     for batch, steps in [(8, 32), (16, 149), (8, 501)]:
         times = _minibatch_times(batch, steps, hidden, rounds, repeats)
         cells = [f"{min(t):.1f} / {statistics.median(t):.1f}" for t in times]
-        print(f"{f'{batch} x {steps}':<20} {cells[0]:>16} {cells[1]:>16} {cells[2]:>16} {cells[3]:>16}")
+        print(f"{f'{batch} x {steps}':<20} " + " ".join(f"{c:>16}" for c in cells))
 
 
 def parity(

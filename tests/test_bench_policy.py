@@ -49,3 +49,9 @@ def test_cell_names_choose_the_sequence_path(bench: ModuleType) -> None:
     assert bench._split_cell("gru-autograd") == ("gru", "autograd")
     assert bench._split_cell("lstm-onednn") == ("lstm", "python")  # no compiled path: oneDNN's LSTM
     assert bench._split_cell("chrono_lstm") == ("chrono_lstm", "compiled")
+
+
+def test_minibatch_times_every_sequence_path(bench: ModuleType) -> None:
+    times = bench._minibatch_times(2, 5, 4, rounds=1, repeats=2)
+    assert len(times) == 5  # GRU autograd, Python backward, compiled; LSTM oneDNN, compiled
+    assert all(len(t) == 2 and min(t) > 0 for t in times)

@@ -179,3 +179,41 @@ def test_a_failed_warmup_counts_as_a_run_that_did_not_reach_and_other_failures_a
 
     plot_ladder(runs, tmp_path / "ladder.png")
     assert (tmp_path / "ladder.png").stat().st_size > 0
+
+
+def test_points_of_earlier_reports_are_drawn_with_the_runs(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """ladder_points.csv round-trips, and --points merges earlier sessions' points into the plot
+    (a condition and length present in both: the runs' point wins)."""
+    from rl_warmup.experiment.commands import main
+    from rl_warmup.experiment.ladder import ladder_points, read_points, write_points
+
+    env = "rl_warmup/PassiveTMaze-L100-v0"
+    a = _comparison(tmp_path / "a", [_row("warmed", env, 0, 5000.0, 10_000), _row("warmed", env, 1, math.nan, 10_000)])
+    points = ladder_points(load_runs([str(a)]))
+    assert [(p.label, p.memory_length, p.runs, p.reached, p.final_success) for p in points] == [
+        ("warmed gru", 100, 2, 1, 0.75)
+    ]
+    write_points(points, tmp_path / "p.csv")
+    assert read_points(tmp_path / "p.csv") == points
+
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text(
+        "# transcribed from an earlier report\n"
+        "family,memory_length,label,runs,reached,final_success,source\n"
+        "PassiveTMaze,100,warmed gru,5,5,1.0,old report\n"  # replaced by the runs' point
+        "PassiveTMaze,1000,warmed gru,5,4,0.9,old report\n"
+    )
+    assert main(["ladder", str(a), "--points", str(earlier), "--output-dir", str(tmp_path / "out")]) == 0
+    merged = {(p.label, p.memory_length): p for p in read_points(tmp_path / "out" / "ladder_points.csv")}
+    assert (merged[("warmed gru", 100)].runs, merged[("warmed gru", 1000)].reached) == (2, 4)
+    assert merged[("warmed gru", 1000)].source == "old report"
+    assert (tmp_path / "out" / "ladder.png").stat().st_size > 0
+    # points alone: a plot and the CSV, no table
+    assert main(["ladder", "--points", str(earlier), "--output-dir", str(tmp_path / "only")]) == 0
+    assert not (tmp_path / "only" / "ladder.md").exists() and (tmp_path / "only" / "ladder.png").exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("family,memory_length,label,runs,reached,final_success\nPassiveTMaze,100,cold gru,3,4,0.5\n")
+    assert main(["ladder", "--points", str(bad)]) == 2
+    assert "reached = 4 is not within 0 .. runs = 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["ladder"])

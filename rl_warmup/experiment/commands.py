@@ -153,32 +153,51 @@ def ladder_main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Merge comparisons into the memory-length ladder (:mod:`rl_warmup.experiment.ladder`)."""
     import argparse
 
-    from rl_warmup.experiment.ladder import ladder_markdown, load_runs, plot_ladder
+    from rl_warmup.experiment.ladder import (
+        ladder_markdown,
+        ladder_points,
+        load_runs,
+        merge_points,
+        plot_ladder,
+        read_points,
+        write_points,
+    )
 
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Success against memory length per condition, merged over the output directories of "
-        "several `compare` invocations: a markdown table (with memory horizons and cold/warmed speed-ups) "
-        "and a plot.",
+        "several `compare` invocations: a markdown table (with memory horizons and cold/warmed speed-ups), "
+        "a plot and the plotted points as CSV (ladder_points.csv).",
     )
-    parser.add_argument("sources", nargs="+", metavar="DIR[:TAG]",
+    parser.add_argument("sources", nargs="*", metavar="DIR[:TAG]",
                         help="a compare --output-dir; TAG names its rows, e.g. results/ladder_fb1:fb1")
-    parser.add_argument("--output-dir", default="results/ladder", help="where ladder.md and ladder.png go")
+    parser.add_argument("--points", nargs="+", default=[], metavar="CSV",
+                        help="points of earlier reports (their ladder_points.csv, or the same columns by hand) "
+                        "drawn with the runs' (a condition and length in both: the runs' replace them); "
+                        "the table covers the runs only")
+    parser.add_argument("--output-dir", default="results/ladder", help="where ladder.md, ladder.png and ladder_points.csv go")
     parser.add_argument("--threshold", type=float, default=0.95, help="success rate that counts as solved")
     args = parser.parse_args(argv)
+    if not args.sources and not args.points:
+        parser.error("give comparison directories, --points CSVs, or both")
     try:
         runs = load_runs(args.sources)
-    except FileNotFoundError as e:
+        earlier = [pt for path in args.points for pt in read_points(path)]
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not runs:
+    if not runs and not earlier:
         print("error: no finished run in " + ", ".join(args.sources), file=sys.stderr)
         return 2
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ladder.md").write_text(ladder_markdown(runs, threshold=args.threshold))
-    plot_ladder(runs, out / "ladder.png", threshold=args.threshold)
-    print(f"{len(runs)} runs: {out / 'ladder.md'}, {out / 'ladder.png'}")
+    points = merge_points(earlier, ladder_points(runs))
+    if runs:
+        (out / "ladder.md").write_text(ladder_markdown(runs, threshold=args.threshold))
+    write_points(points, out / "ladder_points.csv")
+    plot_ladder(points, out / "ladder.png", threshold=args.threshold)
+    written = [out / name for name in (("ladder.md",) if runs else ()) + ("ladder_points.csv", "ladder.png")]
+    print(f"{len(runs)} runs, {len(points)} points: " + ", ".join(str(w) for w in written))
     return 0
 
 

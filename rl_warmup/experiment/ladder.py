@@ -256,20 +256,105 @@ def ladder_markdown(runs: Sequence[LadderRun], *, threshold: float = 0.95) -> st
     return "\n".join(lines)
 
 
-def _bars(ax: Any, members: Sequence[LadderRun], labels: Sequence[str], colors: dict[str, str], threshold: float) -> None:
+@dataclass(frozen=True)
+class LadderPoint:
+    """One condition at one memory length: what the ladder's plot draws (a row of its table)."""
+
+    family: str
+    label: str
+    memory_length: float
+    runs: int
+    reached: int
+    """Runs that reached the threshold."""
+    final_success: float
+    """Mean final success rate (NaN when no run trained)."""
+    source: str = ""
+    """Where the numbers come from (a report, its command or date), for points read from a CSV."""
+
+    @property
+    def reached_fraction(self) -> float:
+        return self.reached / self.runs if self.runs else math.nan
+
+
+POINT_FIELDS = ("family", "memory_length", "label", "runs", "reached", "final_success", "source")
+"""The columns of a points CSV (:func:`write_points`, :func:`read_points`)."""
+
+
+def ladder_points(runs: Sequence[LadderRun]) -> list[LadderPoint]:
+    """The runs aggregated per environment family, condition label and memory length."""
+    points = []
+    for family in dict.fromkeys(r.family for r in sorted(runs, key=lambda r: r.family)):
+        members = [r for r in runs if r.family == family]
+        for label in _ordered_labels(members):
+            for length in sorted({r.memory_length for r in members if r.label == label}):
+                group = [r for r in members if r.label == label and r.memory_length == length]
+                points.append(LadderPoint(family, label, length, len(group), sum(r.reached for r in group),
+                                          _mean([r.final_success for r in group])))
+    return points
+
+
+def write_points(points: Sequence[LadderPoint], path: str | Path) -> None:
+    """``points`` as CSV (:data:`POINT_FIELDS`), to merge with other sessions' (:func:`read_points`)."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(POINT_FIELDS)
+        for pt in points:
+            writer.writerow([pt.family, f"{pt.memory_length:g}", pt.label, pt.runs, pt.reached,
+                             f"{pt.final_success:.4f}", pt.source])
+
+
+def read_points(path: str | Path) -> list[LadderPoint]:
+    """The points of a CSV written by :func:`write_points` (or by hand from reports, with the
+    same columns: ``family``, ``memory_length``, ``label``, ``runs``, ``reached``,
+    ``final_success`` and optionally ``source``; lines starting with ``#`` are comments).
+
+    :raises ValueError: a missing column, or ``reached`` outside ``0 .. runs``.
+    """
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    missing = [c for c in POINT_FIELDS[:-1] if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(POINT_FIELDS)}")
+    points = []
+    for i, row in enumerate(rows, start=2):
+        pt = LadderPoint(row["family"], row["label"], float(row["memory_length"]), int(row["runs"]),
+                         int(row["reached"]), _num(row["final_success"]), row.get("source") or "")
+        if not 0 <= pt.reached <= pt.runs:
+            raise ValueError(f"{path}, line {i}: reached = {pt.reached} is not within 0 .. runs = {pt.runs}")
+        points.append(pt)
+    return points
+
+
+def merge_points(*groups: Sequence[LadderPoint]) -> list[LadderPoint]:
+    """Points of several sources; where two give the same family, label and memory length, the
+    later group's point replaces the earlier one's."""
+    merged: dict[tuple[str, str, float], LadderPoint] = {}
+    for group in groups:
+        for pt in group:
+            merged[(pt.family, pt.label, pt.memory_length)] = pt
+    return list(merged.values())
+
+
+def _point_labels(points: Sequence[LadderPoint]) -> list[str]:
+    """Condition labels grouped by cell (and tag), cold before warmed (as :func:`_ordered_labels`)."""
+    return sorted({p.label for p in points}, key=lambda label: (label.partition(" ")[2], label.partition(" ")[0]))
+
+
+def _bars(ax: Any, members: Sequence[LadderPoint], labels: Sequence[str], colors: dict[str, str], threshold: float) -> None:
     """A family measured at one memory length: a line over one point would stack every condition
     that scored the same on one marker, so each condition gets a pair of bars instead."""
-    present = [label for label in labels if any(r.label == label for r in members)]
+    present = [label for label in labels if any(p.label == label for p in members)]
     x = np.arange(len(present))
     for i, label in enumerate(present):
-        group = [r for r in members if r.label == label]
-        hits = sum(r.reached for r in group)
-        reached = hits / len(group)
-        final = _mean([r.final_success for r in group])
-        ax.bar(x[i] - 0.2, reached, 0.4, color=colors[label], label=f"{label}: reached {100 * threshold:g} %")
-        ax.bar(x[i] + 0.2, final, 0.4, color=colors[label], alpha=0.35, hatch="//",
+        pt = next(p for p in members if p.label == label)
+        ax.bar(x[i] - 0.2, pt.reached_fraction, 0.4, color=colors[label], label=f"{label}: reached {100 * threshold:g} %")
+        ax.bar(x[i] + 0.2, pt.final_success, 0.4, color=colors[label], alpha=0.35, hatch="//",
                label=f"{label}: final success")
-        ax.text(x[i] - 0.2, reached + 0.01, f"{hits}/{len(group)}", ha="center",
+        ax.text(x[i] - 0.2, pt.reached_fraction + 0.01, f"{pt.reached}/{pt.runs}", ha="center",
                 va="bottom", fontsize=7)
     ax.set_xticks(x, present, rotation=35, ha="right", fontsize=8)
     ax.set_xlabel(f"condition (memory length L = {members[0].memory_length:g})")
@@ -278,32 +363,38 @@ def _bars(ax: Any, members: Sequence[LadderRun], labels: Sequence[str], colors: 
     ax.grid(alpha=0.3, axis="y")
 
 
-def plot_ladder(runs: Sequence[LadderRun], path: str | Path, *, threshold: float = 0.95) -> Any:
+def plot_ladder(
+    runs: Sequence[LadderRun] | Sequence[LadderPoint], path: str | Path, *, threshold: float = 0.95
+) -> Any:
     """Success against memory length (log scale), one panel per environment family: the
     fraction of seeds that reached the threshold (solid) and the mean final success (dashed),
     one colour per condition label. A family measured at a single length gets bars per condition
-    (reached: solid, with the count; final success: hatched). Returns the matplotlib figure."""
-    families = list(dict.fromkeys(r.family for r in sorted(runs, key=lambda r: r.family)))
+    (reached: solid, with the count; final success: hatched). Takes runs or, to draw results
+    merged over sessions, :class:`LadderPoint`s. Returns the matplotlib figure."""
+    points = [r for r in runs if isinstance(r, LadderPoint)] or ladder_points(runs)  # type: ignore[arg-type]
+    families = list(dict.fromkeys(p.family for p in sorted(points, key=lambda p: p.family)))
     fig = _figure(4.6 * max(len(families), 1) + 2.8, 4.4)
     axes = np.atleast_1d(fig.subplots(1, max(len(families), 1), sharey=True, squeeze=False)[0])
-    labels = _ordered_labels(runs)
+    labels = _point_labels(points)
     colors = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    markers = "os^Dv<>ph*"
     for ax, family in zip(axes, families, strict=False):
-        members = [r for r in runs if r.family == family]
-        if len({r.memory_length for r in members}) == 1:
+        members = [p for p in points if p.family == family]
+        if len({p.memory_length for p in members}) == 1:
             _bars(ax, members, labels, colors, threshold)
             continue
-        for label in labels:
-            lengths = sorted({r.memory_length for r in members if r.label == label})
-            if not lengths:
+        for i, label in enumerate(labels):
+            line = sorted((p for p in members if p.label == label), key=lambda p: p.memory_length)
+            if not line:
                 continue
-            groups = [[r for r in members if r.label == label and r.memory_length == length] for length in lengths]
-            reached = [sum(r.reached for r in g) / len(g) for g in groups]
-            final = [_mean([r.final_success for r in g]) for g in groups]
-            ax.plot(lengths, reached, "-o", color=colors[label], label=f"{label}: reached {100 * threshold:g} %")
-            ax.plot(lengths, final, "--", color=colors[label], alpha=0.6, label=f"{label}: final success")
+            lengths = [p.memory_length for p in line]
+            marker = markers[(i // 10) % len(markers)]
+            ax.plot(lengths, [p.reached_fraction for p in line], "-" + marker, color=colors[label],
+                    label=f"{label}: reached {100 * threshold:g} %")
+            ax.plot(lengths, [p.final_success for p in line], "--", color=colors[label], alpha=0.6,
+                    label=f"{label}: final success")
         ax.set_xscale("log")
-        ticks = sorted({r.memory_length for r in members})
+        ticks = sorted({p.memory_length for p in members})
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
         ax.set_xlabel("memory length L")

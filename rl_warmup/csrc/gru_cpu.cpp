@@ -12,6 +12,7 @@
 // torch.gru to float round-off, not bit for bit.
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -79,8 +80,12 @@ void step_backward(const T* dh, const T* gates, const T* h_prev, T* dgi, T* dgh,
 // acc (B, N) = bias (N) + a (B, K) @ wt (K, N), all row-major, or acc += a @ wt where bias is
 // null; for the small products of one time step, where a library call costs more in dispatch
 // than in arithmetic.
+// blocked_tail: an odd last row is summed four rows of wt per pass as the pairs are (instead of
+// one per pass, several times slower); the first version's kernels (GRU without active rows,
+// BRC, nBRC, MGU) keep the per-row loop, whose sums they reproduce bit for bit.
 template <typename T>
-void small_addmm(const T* bias, const T* a, const T* wt, T* acc, int64_t batch, int64_t k_dim, int64_t n_dim) {
+void small_addmm(const T* bias, const T* a, const T* wt, T* acc, int64_t batch, int64_t k_dim, int64_t n_dim,
+                 bool blocked_tail = false) {
   int64_t b = 0;
   for (; b + 2 <= batch; b += 2) {  // two rows of acc per pass over wt: each load of wt used twice
     T* r0 = acc + b * n_dim;
@@ -111,6 +116,27 @@ void small_addmm(const T* bias, const T* a, const T* wt, T* acc, int64_t batch, 
         r0[n] += u * w[n];
         r1[n] += v * w[n];
       }
+    }
+  }
+  for (; blocked_tail && b < batch; ++b) {
+    T* row = acc + b * n_dim;
+    const T* ab = a + b * k_dim;
+    if (bias != nullptr) {
+#pragma omp simd
+      for (int64_t n = 0; n < n_dim; ++n) row[n] = bias[n];
+    }
+    int64_t k = 0;
+    for (; k + 4 <= k_dim; k += 4) {
+      const T *w0 = wt + k * n_dim, *w1 = w0 + n_dim, *w2 = w1 + n_dim, *w3 = w2 + n_dim;
+      const T u0 = ab[k], u1 = ab[k + 1], u2 = ab[k + 2], u3 = ab[k + 3];
+#pragma omp simd
+      for (int64_t n = 0; n < n_dim; ++n) row[n] += (u0 * w0[n] + u1 * w1[n]) + (u2 * w2[n] + u3 * w3[n]);
+    }
+    for (; k < k_dim; ++k) {
+      const T v = ab[k];
+      const T* w = wt + k * n_dim;
+#pragma omp simd
+      for (int64_t n = 0; n < n_dim; ++n) row[n] += v * w[n];
     }
   }
   for (; b < batch; ++b) {
@@ -192,9 +218,9 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& x, const at::Tensor& h0, c
   // input projection of every step at once, time-major: (T, B, 3H)
   auto gi = at::addmm(b_ih, x.transpose(0, 1).reshape({steps * batch, x.size(2)}), w_ih.t()).view(
       {steps, batch, 3 * hidden});
-  // rows that have ended read as zeros (the backward's products over every position need finite
-  // values there); their gates are never read
-  auto out = active.numel() ? at::zeros({steps, batch, hidden}, x.options()) : at::empty({steps, batch, hidden}, x.options());
+  // rows that have ended read as zeros (filled step by step: the backward's products over every
+  // position need finite values there); their gates are never read
+  auto out = at::empty({steps, batch, hidden}, x.options());
   auto gates = at::empty({steps, batch, 4 * hidden}, x.options());
   auto h_n = at::empty({batch, hidden}, x.options());
   auto gh = at::empty({batch, 3 * hidden}, x.options());
@@ -215,13 +241,14 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& x, const at::Tensor& h0, c
       const int64_t rows = rows_at(active, t, batch);
       const scalar_t* prev_p = t == 0 ? h0c.data_ptr<scalar_t>() : out_p + (t - 1) * bh;
       if (small) {
-        small_addmm<scalar_t>(bias_p, prev_p, w_p, gh_p, rows, hidden, 3 * hidden);
+        small_addmm<scalar_t>(bias_p, prev_p, w_p, gh_p, rows, hidden, 3 * hidden, active.numel() > 0);
       } else {
         auto gh_rows = gh.narrow(0, 0, rows);
         at::addmm_out(gh_rows, b_hh_c, (t == 0 ? h0c : out[t - 1]).narrow(0, 0, rows), w_hh_t);
       }
       step_forward<scalar_t>(gi_p + t * 3 * bh, gh_p, prev_p, out_p + t * bh, gates_p + t * 4 * bh, rows, hidden,
                              3 * hidden);
+      std::fill(out_p + t * bh + rows * hidden, out_p + (t + 1) * bh, scalar_t(0));  // rows that have ended
       const int64_t ending = rows_after(active, t, steps, batch);  // rows ending here: ending .. rows
       std::copy(out_p + t * bh + ending * hidden, out_p + t * bh + rows * hidden, hn_p + ending * hidden);
     }
@@ -243,11 +270,10 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grads, const at::Tensor& 
   check_active(active, steps, batch);
   // the state before each step, time-major: (T, B, H)
   auto prev = at::cat({h0.unsqueeze(0), out.transpose(0, 1).slice(0, 0, steps - 1)}, 0).contiguous();
-  // rows that have ended keep zero gradients, so the weight gradients sum over running rows only
-  auto dgi = active.numel() ? at::zeros({steps, batch, 3 * hidden}, grads.options())
-                            : at::empty({steps, batch, 3 * hidden}, grads.options());
-  auto dgh = active.numel() ? at::zeros({steps, batch, 3 * hidden}, grads.options())
-                            : at::empty({steps, batch, 3 * hidden}, grads.options());
+  // rows that have ended get zero gradients (filled step by step), so the weight gradients sum over
+  // running rows only
+  auto dgi = at::empty({steps, batch, 3 * hidden}, grads.options());
+  auto dgh = at::empty({steps, batch, 3 * hidden}, grads.options());
   auto carry = at::empty({batch, hidden}, grads.options());
   auto dh = at::empty({batch, hidden}, grads.options());
   auto rec = at::zeros({batch, hidden}, grads.options());  // what flows into h_t from later steps
@@ -275,9 +301,11 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grads, const at::Tensor& 
       add<scalar_t>(g_p + t * bh, rec_p, dh_p, rows * hidden);
       step_backward<scalar_t>(dh_p, gates_p + t * 4 * bh, prev_p + t * bh, dgi_p + t * 3 * bh, dgh_p + t * 3 * bh,
                               carry_p, rows, hidden);
+      std::fill(dgi_p + t * 3 * bh + rows * 3 * hidden, dgi_p + (t + 1) * 3 * bh, scalar_t(0));  // ended rows
+      std::fill(dgh_p + t * 3 * bh + rows * 3 * hidden, dgh_p + (t + 1) * 3 * bh, scalar_t(0));
       if (small) {
         small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), dgh_p + t * 3 * bh, w_p, rec_p, rows, 3 * hidden,
-                              hidden);
+                              hidden, active.numel() > 0);
         add<scalar_t>(rec_p, carry_p, rec_p, rows * hidden);
       } else {
         auto rec_rows = rec.narrow(0, 0, rows);
@@ -371,8 +399,9 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& h0, 
   // adds its recurrent product into it
   auto pre = at::addmm(b_ih + b_hh, x.transpose(0, 1).reshape({steps * batch, x.size(2)}), w_ih.t())
                  .view({steps, batch, 4 * hidden});
-  // as in gru_forward: zeros where rows have ended in the outputs, never read in the rest
-  auto out = active.numel() ? at::zeros({steps, batch, hidden}, x.options()) : at::empty({steps, batch, hidden}, x.options());
+  // as in gru_forward: zeros where rows have ended in the outputs (filled step by step), the
+  // rest never read there
+  auto out = at::empty({steps, batch, hidden}, x.options());
   auto cs = at::empty({steps, batch, hidden}, x.options());
   auto gates = at::empty({steps, batch, 5 * hidden}, x.options());
   auto h_n = at::empty({batch, hidden}, x.options());
@@ -395,12 +424,13 @@ std::vector<at::Tensor> lstm_forward(const at::Tensor& x, const at::Tensor& h0, 
       const scalar_t* c_prev = t == 0 ? c0c.data_ptr<scalar_t>() : cs_p + (t - 1) * bh;
       scalar_t* pre_t = pre_p + t * 4 * bh;
       if (small) {
-        small_addmm<scalar_t>(nullptr, h_prev, w_p, pre_t, rows, hidden, 4 * hidden);
+        small_addmm<scalar_t>(nullptr, h_prev, w_p, pre_t, rows, hidden, 4 * hidden, true);
       } else {
         auto pre_rows = pre[t].narrow(0, 0, rows);
         pre_rows.addmm_((t == 0 ? h0c : out[t - 1]).narrow(0, 0, rows), w_hh_t);
       }
       lstm_step_forward<scalar_t>(pre_t, c_prev, cs_p + t * bh, out_p + t * bh, gates_p + t * 5 * bh, rows, hidden);
+      std::fill(out_p + t * bh + rows * hidden, out_p + (t + 1) * bh, scalar_t(0));  // rows that have ended
       const int64_t ending = rows_after(active, t, steps, batch);
       std::copy(out_p + t * bh + ending * hidden, out_p + t * bh + rows * hidden, hn_p + ending * hidden);
       std::copy(cs_p + t * bh + ending * hidden, cs_p + t * bh + rows * hidden, cn_p + ending * hidden);
@@ -425,8 +455,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grads, const at::Tensor&
   check_active(active, steps, batch);
   auto prev = at::cat({h0.unsqueeze(0), out.transpose(0, 1).slice(0, 0, steps - 1)}, 0).contiguous();
   auto c0c = c0.contiguous();
-  auto dpre = active.numel() ? at::zeros({steps, batch, 4 * hidden}, grads.options())
-                             : at::empty({steps, batch, 4 * hidden}, grads.options());
+  auto dpre = at::empty({steps, batch, 4 * hidden}, grads.options());
   auto dh = at::empty({batch, hidden}, grads.options());
   auto rec = at::zeros({batch, hidden}, grads.options());  // what flows into h_t from later steps
   auto dc = at::zeros({batch, hidden}, grads.options());   // and into c_t
@@ -456,9 +485,10 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grads, const at::Tensor&
       add<scalar_t>(g_p + t * bh, rec_p, dh_p, rows * hidden);
       const scalar_t* c_prev = t == 0 ? c0c.data_ptr<scalar_t>() : cs_p + (t - 1) * bh;
       lstm_step_backward<scalar_t>(dh_p, dc_p, gates_p + t * 5 * bh, c_prev, dpre_p + t * 4 * bh, rows, hidden);
+      std::fill(dpre_p + t * 4 * bh + rows * 4 * hidden, dpre_p + (t + 1) * 4 * bh, scalar_t(0));  // ended rows
       if (small) {
         small_addmm<scalar_t>(zero_bias.data_ptr<scalar_t>(), dpre_p + t * 4 * bh, w_p, rec_p, rows, 4 * hidden,
-                              hidden);
+                              hidden, true);
       } else {
         auto rec_rows = rec.narrow(0, 0, rows);
         at::mm_out(rec_rows, dpre[t].narrow(0, 0, rows), w_hh_c);

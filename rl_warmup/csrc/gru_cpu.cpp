@@ -203,6 +203,29 @@ void check_active(const at::Tensor& active, int64_t steps, int64_t batch) {
   }
 }
 
+
+// The state before each step, time-major (T, B, H): h0, then the outputs but the last.
+at::Tensor states_before(const at::Tensor& h0, const at::Tensor& out) {
+  return at::cat({h0.unsqueeze(0), out.transpose(0, 1).slice(0, 0, out.size(1) - 1)}, 0).contiguous();
+}
+
+// From the gradients of the input projection d_in and of the recurrent product d_rec, both
+// (T, B, G) time-major: d_x (B, T, I) (undefined unless need_dx), d_w_ih and d_w_hh. first_version:
+// the GRU's products of the kernel's first version (bit for bit the runs made with it).
+std::vector<at::Tensor> input_and_weight_grads(const at::Tensor& d_in, const at::Tensor& d_rec, const at::Tensor& x,
+                                               const at::Tensor& w_ih, const at::Tensor& prev, bool need_dx,
+                                               bool first_version) {
+  const int64_t steps = x.size(1), batch = x.size(0);
+  auto d_in2 = d_in.view({steps * batch, d_in.size(2)});
+  auto d_rec2 = d_rec.view({steps * batch, d_rec.size(2)});
+  auto xt = x.transpose(0, 1).reshape({steps * batch, x.size(2)});
+  auto prev2 = prev.view({steps * batch, prev.size(2)});
+  at::Tensor d_x;
+  if (need_dx) d_x = at::mm(d_in2, w_ih).view({steps, batch, x.size(2)}).transpose(0, 1);
+  if (first_version) return {d_x, at::mm(d_in2.t(), xt), at::mm(d_rec2.t(), prev2)};
+  return {d_x, t_mm(d_in2, xt), t_mm(d_rec2, prev2)};
+}
+
 }  // namespace
 
 // x: (B, T, I) batch-first; h0: (B, H); active: see rows_at (empty: every row runs every step).
@@ -268,8 +291,7 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grads, const at::Tensor& 
   check(grads, "grads");
   check(gates, "gates");
   check_active(active, steps, batch);
-  // the state before each step, time-major: (T, B, H)
-  auto prev = at::cat({h0.unsqueeze(0), out.transpose(0, 1).slice(0, 0, steps - 1)}, 0).contiguous();
+  auto prev = states_before(h0, out);
   // rows that have ended get zero gradients (filled step by step), so the weight gradients sum over
   // running rows only
   auto dgi = at::empty({steps, batch, 3 * hidden}, grads.options());
@@ -313,16 +335,9 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& grads, const at::Tensor& 
       }
     }
   });
-  auto dgi2 = dgi.view({steps * batch, 3 * hidden});
-  auto dgh2 = dgh.view({steps * batch, 3 * hidden});
-  auto xt = x.transpose(0, 1).reshape({steps * batch, x.size(2)});
-  at::Tensor d_x;
-  if (need_dx) d_x = at::mm(dgi2, w_ih).view({steps, batch, x.size(2)}).transpose(0, 1);
-  // without active, the products of the kernel's first version (the same results, bit for bit:
-  // GRU warmups and runs made with it reproduce)
-  auto d_w_ih = active.numel() ? t_mm(dgi2, xt) : at::mm(dgi2.t(), xt);
-  auto d_w_hh = active.numel() ? t_mm(dgh2, prev.view({steps * batch, hidden})) : at::mm(dgh2.t(), prev.view({steps * batch, hidden}));
-  return {d_x, rec, d_w_ih, d_w_hh, dgi2.sum(0), dgh2.sum(0)};
+  // without active rows, the first version's products (GRU warmups and runs made with it reproduce)
+  auto grads_x_w = input_and_weight_grads(dgi, dgh, x, w_ih, prev, need_dx, active.numel() == 0);
+  return {grads_x_w[0], rec, grads_x_w[1], grads_x_w[2], dgi.sum({0, 1}), dgh.sum({0, 1})};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,7 +468,7 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grads, const at::Tensor&
   check(gates, "gates");
   check(cs, "cell states");
   check_active(active, steps, batch);
-  auto prev = at::cat({h0.unsqueeze(0), out.transpose(0, 1).slice(0, 0, steps - 1)}, 0).contiguous();
+  auto prev = states_before(h0, out);
   auto c0c = c0.contiguous();
   auto dpre = at::empty({steps, batch, 4 * hidden}, grads.options());
   auto dh = at::empty({batch, hidden}, grads.options());
@@ -495,11 +510,8 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grads, const at::Tensor&
       }
     }
   });
-  auto d2 = dpre.view({steps * batch, 4 * hidden});
-  auto xt = x.transpose(0, 1).reshape({steps * batch, x.size(2)});
-  at::Tensor d_x;
-  if (need_dx) d_x = at::mm(d2, w_ih).view({steps, batch, x.size(2)}).transpose(0, 1);
-  return {d_x, rec, dc, t_mm(d2, xt), t_mm(d2, prev.view({steps * batch, hidden})), d2.sum(0)};
+  auto grads_x_w = input_and_weight_grads(dpre, dpre, x, w_ih, prev, need_dx, false);
+  return {grads_x_w[0], rec, dc, grads_x_w[1], grads_x_w[2], dpre.sum({0, 1})};
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ loop, with ``torch.utils.cpp_extension`` (a C++ compiler is needed; the build ta
 minute once and is cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``).
 
 Where it cannot be built (no compiler, a failed build) or is switched off with the environment
-variable ``RL_WARMUP_GRU_EXT=0``, :func:`load` returns ``None`` and :func:`rl_warmup.cells.run_gru`
-falls back to its Python backward; it warns once, saying why.
+variable ``RL_WARMUP_GRU_EXT=0``, :func:`load` returns ``None``: :func:`rl_warmup.cells.run_gru`
+falls back to its Python backward and :func:`rl_warmup.cells.run_lstm` to oneDNN's LSTM; it warns
+once, saying why. ``RL_WARMUP_LSTM_EXT=0`` keeps oneDNN's LSTM only (:func:`lstm_enabled`).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def load() -> ModuleType | None:
                 warnings.warn(
                     f"rl_warmup: the compiled CPU GRU kernel could not be built ({type(error).__name__}: "
                     f"{reason}); GRU, BRC, nBRC and MGU training on the CPU uses the slower Python "
-                    "paths. Set RL_WARMUP_GRU_EXT=0 to silence this.",
+                    "paths, LSTM training oneDNN's kernel. Set RL_WARMUP_GRU_EXT=0 to silence this.",
                     RuntimeWarning,
                     stacklevel=2,
                 )

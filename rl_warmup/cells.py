@@ -588,7 +588,8 @@ class _CompiledLSTMSequence(torch.autograd.Function):
         d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b = kernel.lstm_backward(
             grads, g_h, g_c, x, h0[0], c0[0], out, cs, gates, w_ih, w_hh, active, ctx.needs_input_grad[0]
         )
-        return d_x, d_h0.unsqueeze(0), d_c0.unsqueeze(0), None, d_w_ih, d_w_hh, d_b, d_b
+        # both biases get the same gradient: two tensors, so that no optimizer step sees one twice
+        return d_x, d_h0.unsqueeze(0), d_c0.unsqueeze(0), None, d_w_ih, d_w_hh, d_b, d_b.clone()
 
 
 def _active_rows(lengths: Tensor | None, steps: int) -> Tensor:

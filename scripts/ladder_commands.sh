@@ -13,6 +13,9 @@ source scripts/study_settings.sh  # WU
 CK="warmup_vaa_checkpoints=100,200,500,1000,2000,5000,10000,20000"
 P=rl_warmup/PassiveTMaze
 G="--workers 1"
+# The ladder's LSTM runs (lstm, chrono_lstm, forget bias 1) were trained on oneDNN's LSTM, before
+# the compiled LSTM kernel (2026-12-07): keep it, so that resumed and re-run ones stay bit for bit.
+export RL_WARMUP_LSTM_EXT=0
 
 gru_long() {  # the L = 1000 target and its cold reference, then L = 500
   python scripts/compare.py --cells gru --conditions warmed --envs $P-L1000-v0 --seeds 0 1 2 $G --output-dir results/ladder_main --set $CK
@@ -101,7 +104,8 @@ report() {  # every directory's results.csv over its whole grid (runs not yet tr
            results/ladder_lstm_lasting2:lasting results/ladder_lstm_lasting:lasting-at250; do
     [ -f "${d%%:*}/results.csv" ] && dirs="$dirs $d"
   done
-  python scripts/ladder_report.py $dirs --output-dir results/ladder_report
+  # with the points of reports whose run directories are gone (docs/ladder_points_earlier.csv)
+  python scripts/ladder_report.py $dirs --points docs/ladder_points_earlier.csv --output-dir results/ladder_report
   python scripts/ladder_report.py results/speedup --output-dir results/ladder_speedup
 }
 

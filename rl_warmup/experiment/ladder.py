@@ -388,9 +388,10 @@ def plot_ladder(
             if not line:
                 continue
             lengths = [p.memory_length for p in line]
-            marker = markers[(i // 10) % len(markers)]
-            ax.plot(lengths, [p.reached_fraction for p in line], "-" + marker, color=colors[label],
-                    label=f"{label}: reached {100 * threshold:g} %")
+            # a marker per condition, smaller for later ones, so that conditions on the same
+            # point (several at 0 or 1) stay visible
+            ax.plot(lengths, [p.reached_fraction for p in line], "-" + markers[i % len(markers)], color=colors[label],
+                    markersize=max(9.0 - 0.5 * i, 3.0), label=f"{label}: reached {100 * threshold:g} %")
             ax.plot(lengths, [p.final_success for p in line], "--", color=colors[label], alpha=0.6,
                     label=f"{label}: final success")
         ax.set_xscale("log")

@@ -493,14 +493,42 @@ def gru_sequence(hidden: int, rounds: int = 3, repeats: int = 10) -> None:
         print(f"{f'{batch} x {steps}':<20} " + " ".join(f"{c:>16}" for c in cells))
 
 
+def _parity_done(path: str | None) -> dict[tuple[int, str], float]:
+    """Results already in a ``--parity-out`` file: ``(seed, name) -> final mean return``."""
+    import csv
+    import os
+
+    if path is None or not os.path.exists(path):
+        return {}
+    with open(path, newline="") as f:
+        return {(int(row["seed"]), row["policy"]): float(row["final_mean_return"]) for row in csv.DictReader(f)}
+
+
+def _parity_record(path: str | None, seed: int, name: str, value: float, seconds: float) -> None:
+    """Append one run to a ``--parity-out`` file (written run by run, so an interrupted study resumes)."""
+    import csv
+    import os
+
+    if path is None:
+        return
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["seed", "policy", "final_mean_return", "seconds"])
+        writer.writerow([seed, name, f"{value:.4f}", f"{seconds:.1f}"])
+
+
 def parity(
-    seeds: list[int], timesteps: int, hyper: Hyper, cell: str, matched: bool = False
+    seeds: list[int], timesteps: int, hyper: Hyper, cell: str, matched: bool = False, out: str | None = None
 ) -> None:
     """Final mean training return (last 100 episodes) of stock vs the package's policy, per seed.
 
     :param matched: start the package's policy from stock's initial weights (``cell="lstm"``
         only) and reseed before each run, so both runs see the same random numbers; otherwise
         each model draws its own initial weights from the seed.
+    :param out: a CSV file that gets each run's result as it finishes; runs already in it are not
+        run again (a long study resumes after an interruption; use one file per setting).
     """
     mode = "stock's initial weights" if matched else "own initial weights"
     print(
@@ -508,22 +536,26 @@ def parity(
     )
     stock_name, ours_name = _name(None), _name(cell)
     results: dict[str, list[float]] = {stock_name: [], ours_name: []}
+    done = _parity_done(out)
     for seed in seeds:
         stock = _make_model(None, 64, hyper, seed)
         ours = _make_model(cell, 64, hyper, seed)
         if matched:
             ours.policy.load_stock_state_dict(stock.policy.state_dict())
         for name, model in ((stock_name, stock), (ours_name, ours)):
+            if (seed, name) in done:
+                results[name].append(done[(seed, name)])
+                print(f"  seed {seed} {name:<30} final mean return {done[(seed, name)]:7.1f}  (from {out})", flush=True)
+                continue
             model.set_random_seed(seed)
             start = time.perf_counter()
             model.learn(timesteps)
             returns = [ep["r"] for ep in model.ep_info_buffer]
             value = float(np.mean(returns)) if returns else float("nan")
             results[name].append(value)
-            print(
-                f"  seed {seed} {name:<30} final mean return {value:7.1f}  ({time.perf_counter() - start:.0f} s)",
-                flush=True,
-            )
+            seconds = time.perf_counter() - start
+            _parity_record(out, seed, name, value, seconds)
+            print(f"  seed {seed} {name:<30} final mean return {value:7.1f}  ({seconds:.0f} s)", flush=True)
     for name, values in results.items():
         print(
             f"{name:<30} mean over seeds {np.mean(values):7.1f} ± {np.std(values):5.1f}  {[round(v, 1) for v in values]}"
@@ -590,6 +622,11 @@ def main() -> None:
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of --parity")
     parser.add_argument(
+        "--parity-out",
+        default=None,
+        help="CSV that --parity appends each run's result to; runs already in it are skipped (resume)",
+    )
+    parser.add_argument(
         "--gru-sequence",
         action="store_true",
         help="instead time forward + backward of one minibatch: nn.GRU with autograd's backward, "
@@ -605,7 +642,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     hyper = dataclasses.replace(BENCH_ENVS["cartpole"], n_epochs=args.n_epochs)
     if args.parity:
-        parity(args.seeds, args.parity_timesteps, hyper, args.parity_cell, args.parity_matched)
+        parity(args.seeds, args.parity_timesteps, hyper, args.parity_cell, args.parity_matched, args.parity_out)
         return
     print(
         f"torch {torch.__version__} ({args.threads} thread(s)), {platform.processor() or platform.machine()}"

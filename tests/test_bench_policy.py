@@ -55,3 +55,16 @@ def test_minibatch_times_every_sequence_path(bench: ModuleType) -> None:
     times = bench._minibatch_times(2, 5, 4, rounds=1, repeats=2)
     assert len(times) == 5  # GRU autograd, Python backward, compiled; LSTM oneDNN, compiled
     assert all(len(t) == 2 and min(t) > 0 for t in times)
+
+
+def test_parity_records_each_run_and_resumes(bench: ModuleType, tmp_path, capsys: pytest.CaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    out = str(tmp_path / "parity.csv")
+    hyper = dataclasses.replace(bench.BENCH_ENVS["cartpole"], n_steps=16, batch_size=128, n_epochs=1)
+    bench.parity([0], 512, hyper, "lstm", out=out)  # episodes end within the budget: finite returns
+    first = bench._parity_done(out)
+    assert set(first) == {(0, "stock MlpLstmPolicy"), (0, "ours lstm (FastRecurrentPPO)")}
+    assert all(value > 0 for value in first.values())
+    capsys.readouterr()
+    bench.parity([0], 512, hyper, "lstm", out=out)  # nothing left to run: both read back
+    assert capsys.readouterr().out.count(f"(from {out})") == 2
+    assert bench._parity_done(out) == first

@@ -118,7 +118,7 @@ void small_addmm(const T* bias, const T* a, const T* wt, T* acc, int64_t batch, 
       }
     }
   }
-  for (; blocked_tail && b < batch; ++b) {
+  for (; b < batch; ++b) {  // the odd last row: four rows of wt per pass (blocked_tail), or one
     T* row = acc + b * n_dim;
     const T* ab = a + b * k_dim;
     if (bias != nullptr) {
@@ -126,27 +126,13 @@ void small_addmm(const T* bias, const T* a, const T* wt, T* acc, int64_t batch, 
       for (int64_t n = 0; n < n_dim; ++n) row[n] = bias[n];
     }
     int64_t k = 0;
-    for (; k + 4 <= k_dim; k += 4) {
+    for (; blocked_tail && k + 4 <= k_dim; k += 4) {
       const T *w0 = wt + k * n_dim, *w1 = w0 + n_dim, *w2 = w1 + n_dim, *w3 = w2 + n_dim;
       const T u0 = ab[k], u1 = ab[k + 1], u2 = ab[k + 2], u3 = ab[k + 3];
 #pragma omp simd
       for (int64_t n = 0; n < n_dim; ++n) row[n] += (u0 * w0[n] + u1 * w1[n]) + (u2 * w2[n] + u3 * w3[n]);
     }
     for (; k < k_dim; ++k) {
-      const T v = ab[k];
-      const T* w = wt + k * n_dim;
-#pragma omp simd
-      for (int64_t n = 0; n < n_dim; ++n) row[n] += v * w[n];
-    }
-  }
-  for (; b < batch; ++b) {
-    T* row = acc + b * n_dim;
-    const T* ab = a + b * k_dim;
-    if (bias != nullptr) {
-#pragma omp simd
-      for (int64_t n = 0; n < n_dim; ++n) row[n] = bias[n];
-    }
-    for (int64_t k = 0; k < k_dim; ++k) {
       const T v = ab[k];
       const T* w = wt + k * n_dim;
 #pragma omp simd

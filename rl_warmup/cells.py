@@ -566,8 +566,9 @@ class _CompiledLSTMSequence(torch.autograd.Function):
     """A single-layer, batch-first LSTM over whole sequences on the compiled kernel
     (:mod:`rl_warmup.gru_ext`), forward and backward, in place of oneDNN's: on the small batches
     of recurrent PPO's minibatches 1.2-1.6x as fast at 64 units (:data:`LSTM_KERNEL_MAX_HIDDEN`),
-    and it skips the rows of sequences that have ended (``active``, as :class:`_CompiledGRUSequence`). Outputs agree
-    with ``torch.lstm`` to float round-off, gradients with autograd's (``tests/test_cells.py``)."""
+    and it skips the rows of sequences that have ended (``active``, as
+    :class:`_CompiledGRUSequence`). Outputs agree with ``torch.lstm`` to float round-off,
+    gradients with autograd's (``tests/test_cells.py``)."""
 
     @staticmethod
     def forward(ctx, x, h0, c0, active, w_ih, w_hh, b_ih, b_hh):  # type: ignore[no-untyped-def, override]
@@ -676,31 +677,32 @@ def gru_path(path: str) -> Iterator[None]:
         _GRU_PATH = before
 
 
-def kernel_runs(device: torch.device, dtype: torch.dtype, lstm: bool = False) -> bool:
-    """Whether the compiled kernel runs whole-sequence passes with gradients for tensors of this
-    device and dtype now: the ``"compiled"`` :func:`gru_path`, on the CPU, with gradients
-    enabled, in float32 or float64, the kernel built, and for an LSTM (``lstm``) the environment
-    not asking for oneDNN's (``RL_WARMUP_LSTM_EXT=0``)."""
-    return (
-        _GRU_PATH == "compiled"
-        and device.type == "cpu"
-        and torch.is_grad_enabled()
-        and dtype in (torch.float32, torch.float64)
-        and (not lstm or gru_ext.lstm_enabled())
-        and gru_ext.load() is not None
-    )
-
-
 LSTM_KERNEL_MAX_HIDDEN = 128
 """The largest LSTM the compiled kernel runs (:func:`run_lstm`): one CPU thread, forward and
 backward of 8 sequences, interleaved with oneDNN's (2026-12-07): 1.2-1.6x faster at 64 units,
 about 1.2x at 128, 0.6-0.8x at 256 (the library's per-step products lose to oneDNN's there)."""
 
 
-def _compiled_takes(x: Tensor, lstm: bool = False) -> bool:
+def kernel_runs(device: torch.device, dtype: torch.dtype, lstm_units: int | None = None) -> bool:
+    """Whether the compiled kernel runs whole-sequence passes with gradients for tensors of this
+    device and dtype now: the ``"compiled"`` :func:`gru_path`, on the CPU, with gradients
+    enabled, in float32 or float64, the kernel built, and for an LSTM of ``lstm_units`` units
+    at most :data:`LSTM_KERNEL_MAX_HIDDEN` of them and the environment not asking for oneDNN's
+    (``RL_WARMUP_LSTM_EXT=0``)."""
+    return (
+        _GRU_PATH == "compiled"
+        and device.type == "cpu"
+        and torch.is_grad_enabled()
+        and dtype in (torch.float32, torch.float64)
+        and (lstm_units is None or (lstm_units <= LSTM_KERNEL_MAX_HIDDEN and gru_ext.lstm_enabled()))
+        and gru_ext.load() is not None
+    )
+
+
+def _compiled_takes(x: Tensor, lstm_units: int | None = None) -> bool:
     """Whether the compiled kernel runs a whole-sequence pass over ``x`` ``(B, T, ...)``: more
     than one step, and :func:`kernel_runs`."""
-    return x.shape[1] > 1 and kernel_runs(x.device, x.dtype, lstm)
+    return x.shape[1] > 1 and kernel_runs(x.device, x.dtype, lstm_units)
 
 
 def autograd_gru() -> contextlib.AbstractContextManager[None]:
@@ -757,12 +759,13 @@ def run_lstm(
     """``rnn(x, hx)`` for a single-layer, unidirectional, batch-first ``nn.LSTM`` with biases.
 
     On the CPU, when a gradient will be taken, this runs the compiled kernel
-    (:class:`_CompiledLSTMSequence`) instead of oneDNN's for up to :data:`LSTM_KERNEL_MAX_HIDDEN`
-    units, unless :func:`kernel_runs` says otherwise (``RL_WARMUP_LSTM_EXT=0``, another
-    :func:`gru_path`, no kernel); elsewhere it is ``rnn(x, hx)``. Outputs agree with ``rnn(x, hx)`` to float round-off, gradients with
-    autograd's. ``lengths`` as in :func:`run_gru` (the other paths run a packed sequence).
+    (:class:`_CompiledLSTMSequence`) instead of oneDNN's where :func:`kernel_runs` says so (up
+    to :data:`LSTM_KERNEL_MAX_HIDDEN` units, not with ``RL_WARMUP_LSTM_EXT=0``, another
+    :func:`gru_path` or no kernel); elsewhere it is ``rnn(x, hx)``. Outputs agree with
+    ``rnn(x, hx)`` to float round-off, gradients with autograd's. ``lengths`` as in
+    :func:`run_gru` (the other paths run a packed sequence).
     """
-    if _takes_grad(rnn, x, *hx) and rnn.hidden_size <= LSTM_KERNEL_MAX_HIDDEN and _compiled_takes(x, lstm=True):
+    if _takes_grad(rnn, x, *hx) and _compiled_takes(x, lstm_units=rnn.hidden_size):
         params = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
         out, h_n, c_n = _CompiledLSTMSequence.apply(x, hx[0], hx[1], _active_rows(lengths, x.shape[1]), *params)
         return out, (h_n, c_n)

@@ -3,7 +3,8 @@ built at first use.
 
 torch has no fused GRU kernel on the CPU, so a GRU trained on long sequences of small batches
 (recurrent PPO's minibatches) spends its time dispatching about ten small operations per time
-step; the BRC, nBRC and MGU were a Python loop of as many. :func:`load` compiles a kernel that does each step as one matrix product and one vectorised
+step; the BRC, nBRC and MGU were a Python loop of as many, and oneDNN's LSTM is slower at these
+sizes. :func:`load` compiles a kernel that does each step as one matrix product and one vectorised
 loop, with ``torch.utils.cpp_extension`` (a C++ compiler is needed; the build takes about a
 minute once and is cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``).
 

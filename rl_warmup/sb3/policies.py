@@ -64,7 +64,6 @@ from torch import Tensor, nn
 
 from rl_warmup.cells import (
     CELL_NAMES,
-    LSTM_KERNEL_MAX_HIDDEN,
     RecurrentNetwork,
     _FusedLayer,
     kernel_runs,
@@ -394,8 +393,7 @@ class RecurrentCellModule(nn.Module):
             return False
         dtype = self.network.layers[0].rnn.weight_hh_l0.dtype  # type: ignore[union-attr]
         return all(
-            kernel_runs(device, dtype, lstm=layer.is_lstm)  # type: ignore[union-attr]
-            and (not layer.is_lstm or layer.hidden_size <= LSTM_KERNEL_MAX_HIDDEN)  # type: ignore[union-attr]
+            kernel_runs(device, dtype, layer.hidden_size if layer.is_lstm else None)  # type: ignore[union-attr]
             for layer in self.network.layers
         )
 

@@ -158,9 +158,9 @@ def speedup(
     return float(a.mean() / b.mean()), float(low), float(high), censored
 
 
-def _ordered_labels(runs: Sequence[LadderRun]) -> list[str]:
-    """Condition labels grouped by cell (and tag), cold before warmed."""
-    return sorted({r.label for r in runs}, key=lambda label: (label.partition(" ")[2], label.partition(" ")[0]))
+def _ordered_labels(items: Sequence[LadderRun] | Sequence[LadderPoint]) -> list[str]:
+    """The condition labels of runs or points, grouped by cell (and tag), cold before warmed."""
+    return sorted({r.label for r in items}, key=lambda label: (label.partition(" ")[2], label.partition(" ")[0]))
 
 
 def _skip_nan(reduce: Any, values: Sequence[float]) -> float:
@@ -339,11 +339,6 @@ def merge_points(*groups: Sequence[LadderPoint]) -> list[LadderPoint]:
     return list(merged.values())
 
 
-def _point_labels(points: Sequence[LadderPoint]) -> list[str]:
-    """Condition labels grouped by cell (and tag), cold before warmed (as :func:`_ordered_labels`)."""
-    return sorted({p.label for p in points}, key=lambda label: (label.partition(" ")[2], label.partition(" ")[0]))
-
-
 def _bars(ax: Any, members: Sequence[LadderPoint], labels: Sequence[str], colors: dict[str, str], threshold: float) -> None:
     """A family measured at one memory length: a line over one point would stack every condition
     that scored the same on one marker, so each condition gets a pair of bars instead."""
@@ -375,7 +370,7 @@ def plot_ladder(
     families = list(dict.fromkeys(p.family for p in sorted(points, key=lambda p: p.family)))
     fig = _figure(4.6 * max(len(families), 1) + 2.8, 4.4)
     axes = np.atleast_1d(fig.subplots(1, max(len(families), 1), sharey=True, squeeze=False)[0])
-    labels = _point_labels(points)
+    labels = _ordered_labels(points)
     colors = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     markers = "os^Dv<>ph*"
     for ax, family in zip(axes, families, strict=False):

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import dataclasses
+import os
 import platform
 import statistics
 import time
@@ -495,9 +497,6 @@ def gru_sequence(hidden: int, rounds: int = 3, repeats: int = 10) -> None:
 
 def _parity_done(path: str | None) -> dict[tuple[int, str], float]:
     """Results already in a ``--parity-out`` file: ``(seed, name) -> final mean return``."""
-    import csv
-    import os
-
     if path is None or not os.path.exists(path):
         return {}
     with open(path, newline="") as f:
@@ -506,9 +505,6 @@ def _parity_done(path: str | None) -> dict[tuple[int, str], float]:
 
 def _parity_record(path: str | None, seed: int, name: str, value: float, seconds: float) -> None:
     """Append one run to a ``--parity-out`` file (written run by run, so an interrupted study resumes)."""
-    import csv
-    import os
-
     if path is None:
         return
     new = not os.path.exists(path)

@@ -14,6 +14,7 @@ Examples::
     python scripts/bench_policy.py --timesteps 20000 --hidden 64 128 256 --cells lstm gru mgu
     python scripts/bench_policy.py --envs cartpole tmaze50 passive500   # the issue's table
     python scripts/bench_policy.py --parity --seeds 0 1 2   # learning parity, 1e5 steps per run (long)
+    python scripts/bench_policy.py --parity-track 40 --seeds 0 1 2   # same start: same actions until?
     python scripts/bench_policy.py --policy-step --envs tmaze50   # one rollout step of the policy (us)
     python scripts/bench_policy.py --gru-sequence --hidden 64   # GRU forward + backward, both backwards
 
@@ -558,6 +559,35 @@ def parity(
         )
 
 
+def parity_track(seed: int, rollouts: int, hyper: Hyper, cell: str = "lstm") -> list[float]:
+    """Stock and the package's policy from the same initial weights and random numbers
+    (``--parity-matched``'s start), trained side by side: per rollout, the fraction of actions
+    that are the same. Both implement the same algorithm, so they act alike until float round-off
+    (a different summation order in the LSTM and the fused step) flips one draw; from then on the
+    two runs are different training runs of the same method.
+
+    :return: the fractions, one per rollout (printed as they are computed).
+    """
+    stock = _make_model(None, 64, hyper, seed)
+    ours = _make_model(cell, 64, hyper, seed)
+    ours.policy.load_stock_state_dict(stock.policy.state_dict())
+    actions: dict[int, list[np.ndarray]] = {id(stock): [], id(ours): []}
+    for model in (stock, ours):
+        model.set_random_seed(seed)
+        train = model.train
+
+        def recorded(model: RecurrentPPO = model, train: Callable[[], None] = train) -> None:
+            actions[id(model)].append(model.rollout_buffer.actions.copy())
+            train()
+
+        model.train = recorded  # type: ignore[method-assign]
+        model.learn(rollouts * hyper.n_envs * hyper.n_steps)
+    same = [float((a == b).mean()) for a, b in zip(actions[id(stock)], actions[id(ours)], strict=True)]
+    print(f"seed {seed}: identical actions per rollout, stock vs ours {cell} from stock's initial weights")
+    print(" ".join(f"{fraction:.3f}" for fraction in same))
+    return same
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -616,6 +646,14 @@ def main() -> None:
         action="store_true",
         help="start the package's policy from stock's initial weights (cell lstm only)",
     )
+    parser.add_argument(
+        "--parity-track",
+        type=int,
+        default=0,
+        metavar="ROLLOUTS",
+        help="instead train stock and ours from the same weights and random numbers for ROLLOUTS "
+        "rollouts and print, per rollout, the fraction of identical actions (seeds: --seeds)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of --parity")
     parser.add_argument(
         "--parity-out",
@@ -637,6 +675,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     hyper = dataclasses.replace(BENCH_ENVS["cartpole"], n_epochs=args.n_epochs)
+    if args.parity_track:
+        for seed in args.seeds:
+            parity_track(seed, args.parity_track, hyper, args.parity_cell)
+        return
     if args.parity:
         parity(args.seeds, args.parity_timesteps, hyper, args.parity_cell, args.parity_matched, args.parity_out)
         return

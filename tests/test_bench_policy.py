@@ -68,3 +68,13 @@ def test_parity_records_each_run_and_resumes(bench: ModuleType, tmp_path, capsys
     bench.parity([0], 512, hyper, "lstm", out=out)  # nothing left to run: both read back
     assert capsys.readouterr().out.count(f"(from {out})") == 2
     assert bench._parity_done(out) == first
+
+
+def test_parity_track_same_start_same_actions(bench: ModuleType) -> None:
+    """From stock's weights and random numbers the package's LSTM policy acts like stock's: the
+    whole loop (rollouts with the fused step, VecNormalize, training) is the same algorithm."""
+    hyper = dataclasses.replace(bench.BENCH_ENVS["cartpole"], n_steps=16, batch_size=64, n_epochs=2)
+    same = bench.parity_track(0, 3, hyper)
+    assert len(same) == 3
+    assert same[0] == 1.0  # the first rollout precedes any update
+    assert min(same) >= 0.99  # after two updates: at most a rare round-off flip

@@ -12,10 +12,16 @@ Where it cannot be built (no compiler, a failed build) or is switched off with t
 variable ``RL_WARMUP_GRU_EXT=0``, :func:`load` returns ``None``: :func:`rl_warmup.cells.run_gru`
 falls back to its Python backward and :func:`rl_warmup.cells.run_lstm` to oneDNN's LSTM; it warns
 once, saying why. ``RL_WARMUP_LSTM_EXT=0`` keeps oneDNN's LSTM only (:func:`lstm_enabled`).
+
+Loading the kernel also calls :func:`keep_freed_memory` (Linux with glibc; ``RL_WARMUP_MALLOC=0``
+leaves the allocator alone): a training step allocates and frees megabyte-sized buffers, and with
+glibc's default thresholds their pages go back to the system and come back as page faults at the
+next call, 10-30 % of the CPU time of a T-Maze training run (``docs/speed_results.md``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import platform
@@ -99,7 +105,46 @@ def load() -> ModuleType | None:
                     stacklevel=2,
                 )
         _state["module"] = module
+        if module is not None:
+            keep_freed_memory()
         return module
+
+
+# glibc's mallopt parameters, and the largest values its own adaptive thresholds reach on 64-bit
+# systems (DEFAULT_MMAP_THRESHOLD_MAX, and twice that for trimming, as the adaptation pairs them)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 64 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to serve allocations up to :data:`MMAP_THRESHOLD` (32 MiB) from its heap and to keep
+    up to :data:`TRIM_THRESHOLD` (64 MiB) of freed memory for reuse instead of returning it to the
+    system at once (``mallopt``), for the whole process.
+
+    PyTorch's CPU tensors come straight from ``malloc``. Training on long sequences allocates and
+    frees buffers of a few megabytes per call (the kernel's gates and states, activations, their
+    gradients); glibc's default thresholds start low (128 KiB) and adapt, but its heap is trimmed
+    whenever more than twice the last freed buffer is free, so the same pages are returned and
+    faulted back in, zeroed, call after call. These values are the ones glibc's adaptation
+    reaches at most, set from the start. The cost: up to 64 MiB of freed memory stays with the
+    process. Stock sb3-contrib code in the same process runs under the same setting.
+
+    :return: whether the thresholds were set: ``False`` off Linux, without glibc, or with the
+        environment variable ``RL_WARMUP_MALLOC=0``.
+    """
+    if os.environ.get("RL_WARMUP_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+        glibc = hasattr(libc, "gnu_get_libc_version")  # other C libraries' mallopt differs or is absent
+    except (OSError, AttributeError):
+        return False
+    if not glibc:
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def lstm_enabled() -> bool:

@@ -215,6 +215,9 @@ class Timing:
     total_s: float
     rollout_s: float
     train_s: float
+    cpu_s: float = float("nan")
+    """CPU time of this process's thread while it trained (no waiting for a core: next to other
+    jobs this varies less than the wall time)."""
 
     @property
     def steps_per_s(self) -> float:
@@ -279,16 +282,18 @@ def benchmark(
             model.learn(max(warmup_steps, 1))
         timers = [_PhaseTimer(model) for model in models]
         totals = [0.0] * len(models)
+        cpu = [0.0] * len(models)
         steps = [model.num_timesteps for model in models]
         for _ in range(rounds):
             for i, model in enumerate(models):
                 cell = configs[i][0]
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.thread_time()
                 with gru_path(_split_cell(cell)[1]) if cell else contextlib.nullcontext():
                     model.learn(chunk, reset_num_timesteps=False)
                 totals[i] += time.perf_counter() - start
-        for (cell, fast), model, timer, total, before in zip(
-            configs, models, timers, totals, steps, strict=True
+                cpu[i] += time.thread_time() - start_cpu
+        for (cell, fast), model, timer, total, before, cpu_s in zip(
+            configs, models, timers, totals, steps, cpu, strict=True
         ):
             rows.append(
                 Timing(
@@ -299,6 +304,7 @@ def benchmark(
                     total,
                     timer.rollout_s,
                     timer.train_s,
+                    cpu_s,
                 )
             )
     return rows
@@ -306,15 +312,20 @@ def benchmark(
 
 def print_table(rows: list[Timing]) -> None:
     stock = {(r.env, r.hidden): r for r in rows if r.name.startswith("stock")}
-    header = f"{'environment':<20} {'policy':<36} {'hidden':>6} {'steps':>7} {'steps/s':>9} {'speed-up':>8} {'rollout s':>9} {'train s':>8} {'train %':>7}"
+    header = (
+        f"{'environment':<20} {'policy':<36} {'hidden':>6} {'steps':>7} {'steps/s':>9} {'speed-up':>8} "
+        f"{'rollout s':>9} {'train s':>8} {'train %':>7} {'CPU s':>7} {'CPU speed-up':>12}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         ref = stock.get((r.env, r.hidden))
         speedup = f"{r.steps_per_s / ref.steps_per_s:.2f}x" if ref else "-"
+        # the same ratio in CPU time per step (steps differ by at most a rollout)
+        cpu_speedup = f"{(ref.cpu_s / ref.steps) / (r.cpu_s / r.steps):.2f}x" if ref else "-"
         print(
             f"{r.env:<20} {r.name:<36} {r.hidden:>6} {r.steps:>7} {r.steps_per_s:>9.0f} {speedup:>8} "
-            f"{r.rollout_s:>9.2f} {r.train_s:>8.2f} {100 * r.train_s / r.total_s:>6.0f}%"
+            f"{r.rollout_s:>9.2f} {r.train_s:>8.2f} {100 * r.train_s / r.total_s:>6.0f}% {r.cpu_s:>7.2f} {cpu_speedup:>12}"
         )
 
 

@@ -26,6 +26,7 @@ def test_benchmark_times_stock_and_ours(bench: ModuleType, capsys: pytest.Captur
     for row in rows:
         assert row.steps == 256 and row.env == "TMaze-v0" and row.hidden == 8
         assert 0 < row.rollout_s + row.train_s <= row.total_s
+        assert 0 < row.cpu_s <= row.total_s * 1.05  # one thread: no more CPU than wall time
     bench.print_table(rows)
     out = capsys.readouterr().out
     assert "1.00x" in out and "ours lstm" in out

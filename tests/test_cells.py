@@ -620,6 +620,44 @@ def test_gru_ext_knows_whether_its_build_is_cached(monkeypatch, tmp_path):
     assert gru_ext._built("rl_warmup_gru_cpu_abc")
 
 
+
+_FAULTS_SCRIPT = """
+import resource, sys, torch
+from rl_warmup import cells, gru_ext
+torch.set_num_threads(1)
+assert gru_ext.load() is not None
+rnn = torch.nn.LSTM(4, 64, batch_first=True)
+x = torch.randn(25, 149, 4, requires_grad=True)
+states = (torch.zeros(1, 25, 64), torch.zeros(1, 25, 64))
+lengths = torch.tensor([149] * 8 + [145] * 7 + [110, 35] + [6] * 8)
+for i in range(25):
+    if i == 5:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    out, (h, c) = cells.run_lstm(rnn, x, states, lengths)
+    (out.square().sum() + h.sum()).backward()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_loading_the_kernel_keeps_freed_memory_for_reuse():
+    """With glibc's default thresholds the kernel's megabyte buffers go back to the system after
+    each call and return as page faults; once the kernel is loaded they are reused (on Linux with
+    glibc; RL_WARMUP_MALLOC=0 leaves the allocator as it was)."""
+    import os
+    import subprocess
+    import sys
+
+    if gru_ext.load() is None or not gru_ext.keep_freed_memory():
+        pytest.skip("needs the compiled kernel and glibc")
+
+    def faults(setting: str) -> int:
+        env = {**os.environ, "RL_WARMUP_MALLOC": setting}
+        done = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True, text=True, check=True)
+        return int(done.stdout.split()[-1])
+
+    kept, returned = faults("1"), faults("0")
+    assert kept * 4 < returned, (kept, returned)
+
 # --- run_lstm, and both kernels over sequences of several lengths ----------------------------
 def _sequence_by_sequence(rnn, x, states, lengths):
     """The reference for ``lengths``: each sequence alone, unpadded, through ``rnn`` itself;

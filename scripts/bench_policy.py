@@ -15,6 +15,7 @@ Examples::
     python scripts/bench_policy.py --envs cartpole tmaze50 passive500   # the issue's table
     python scripts/bench_policy.py --parity --seeds 0 1 2   # learning parity, 1e5 steps per run (long)
     python scripts/bench_policy.py --parity-track 40 --seeds 0 1 2   # same start: same actions until?
+    python scripts/bench_policy.py --parity-updates 25 --seeds 0   # same weights and buffer: same update?
     python scripts/bench_policy.py --policy-step --envs tmaze50   # one rollout step of the policy (us)
     python scripts/bench_policy.py --gru-sequence --hidden 64   # GRU forward + backward, both backwards
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import dataclasses
 import os
@@ -599,6 +601,84 @@ def parity_track(seed: int, rollouts: int, hyper: Hyper, cell: str = "lstm") -> 
     return same
 
 
+#: RecurrentRolloutBuffer's fields that training reads (copied from stock's buffer by --parity-updates)
+_BUFFER_FIELDS = (
+    "observations", "actions", "rewards", "returns", "episode_starts", "values", "log_probs",
+    "advantages", "hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf",
+)
+
+
+def parity_updates(
+    seed: int, timesteps: int, hyper: Hyper, every: int = 25, cell: str = "lstm"
+) -> tuple[list[float], RecurrentPPO]:
+    """Along one stock training run, every ``every``-th rollout: stock's update (``train``, all its
+    epochs) and the package's, from the same weights, each with a fresh Adam state, on the same
+    buffer and the same numpy draws. Prints and returns, per compared rollout, the largest
+    parameter difference between the two results, and the stock model at the end; the stock run
+    goes on unchanged (its weights, Adam state and random generators restored after each
+    comparison).
+
+    A learning gap between the implementations must come from somewhere: if their updates agree
+    to float round-off all along a run, it is not in training.
+    """
+    stock = _make_model(None, 64, hyper, seed)
+    ours = _make_model(cell, 64, hyper, seed)
+    train = stock.train
+    rollouts = [0]
+    diffs: list[float] = []
+
+    def ours_name(name: str) -> str:  # RecurrentCellPolicy.load_stock_state_dict's renaming
+        prefix, _, rest = name.partition(".")
+        if prefix not in ("lstm_actor", "lstm_critic"):
+            return name
+        kind, _, layer = rest.rpartition("_l")
+        return f"{prefix}.network.layers.{layer}.rnn.{kind}_l0"
+
+    def compare() -> None:
+        weights = {k: v.clone() for k, v in stock.policy.state_dict().items()}
+        adam = copy.deepcopy(stock.policy.optimizer.state_dict())
+        np_state, torch_state = np.random.get_state(), torch.get_rng_state()
+        buffer = {f: getattr(stock.rollout_buffer, f).copy() for f in _BUFFER_FIELDS}  # before get() reshapes them
+        stock.policy.optimizer.state.clear()
+        train()
+        updated = {k: v.clone() for k, v in stock.policy.state_dict().items()}
+        ours.policy.load_stock_state_dict(weights)
+        ours.policy.optimizer.state.clear()
+        for name, value in buffer.items():
+            setattr(ours.rollout_buffer, name, value)
+        ours.rollout_buffer.full, ours.rollout_buffer.generator_ready = True, False
+        ours._current_progress_remaining = stock._current_progress_remaining
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+        ours.train()
+        got = ours.policy.state_dict()
+        diff = max(float((got[ours_name(k)] - v).abs().max()) for k, v in updated.items())
+        change = max(float((v - weights[k]).abs().max()) for k, v in updated.items())
+        returns = [e["r"] for e in stock.ep_info_buffer]
+        print(
+            f"  rollout {rollouts[0]:4d}: largest |ours - stock| after the update {diff:.1e} "
+            f"(largest change of a parameter {change:.1e}; mean return so far {np.mean(returns) if returns else float('nan'):.1f})",
+            flush=True,
+        )
+        diffs.append(diff)
+        stock.policy.load_state_dict(weights)
+        stock.policy.optimizer.load_state_dict(adam)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+
+    def hooked() -> None:
+        if rollouts[0] % every == 0:
+            compare()
+        rollouts[0] += 1
+        train()
+
+    stock.train = hooked  # type: ignore[method-assign]
+    print(f"seed {seed}: stock's and ours' updates from the same weights and buffer, every {every} rollouts")
+    stock.set_random_seed(seed)
+    stock.learn(timesteps)
+    return diffs, stock
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -665,6 +745,14 @@ def main() -> None:
         help="instead train stock and ours from the same weights and random numbers for ROLLOUTS "
         "rollouts and print, per rollout, the fraction of identical actions (seeds: --seeds)",
     )
+    parser.add_argument(
+        "--parity-updates",
+        type=int,
+        default=0,
+        metavar="EVERY",
+        help="instead train stock for --parity-timesteps and, every EVERY rollouts, compare its update "
+        "with ours from the same weights and buffer (seeds: --seeds)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of --parity")
     parser.add_argument(
         "--parity-out",
@@ -686,6 +774,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     hyper = dataclasses.replace(BENCH_ENVS["cartpole"], n_epochs=args.n_epochs)
+    if args.parity_updates:
+        for seed in args.seeds:
+            parity_updates(seed, args.parity_timesteps, hyper, args.parity_updates, args.parity_cell)
+        return
     if args.parity_track:
         for seed in args.seeds:
             parity_track(seed, args.parity_track, hyper, args.parity_cell)

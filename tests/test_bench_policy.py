@@ -6,6 +6,7 @@ import dataclasses
 from types import ModuleType
 
 import pytest
+import torch
 from conftest import load_script
 
 
@@ -79,3 +80,17 @@ def test_parity_track_same_start_same_actions(bench: ModuleType) -> None:
     assert len(same) == 3
     assert same[0] == 1.0  # the first rollout precedes any update
     assert min(same) >= 0.99  # after two updates: at most a rare round-off flip
+
+
+def test_parity_updates_agree_along_a_stock_run(bench: ModuleType) -> None:
+    """Every compared rollout of a short stock run: the package's update equals stock's to round-off,
+    and the comparisons leave the stock run as it would have been without them."""
+    hyper = dataclasses.replace(bench.BENCH_ENVS["cartpole"], n_steps=16, batch_size=64, n_epochs=2)
+    diffs, stock = bench.parity_updates(0, 5 * 8 * 16, hyper, every=2)
+    assert len(diffs) == 3  # rollouts 0, 2 and 4
+    assert max(diffs) < 1e-5
+    reference = bench._make_model(None, 64, hyper, 0)
+    reference.set_random_seed(0)
+    reference.learn(5 * 8 * 16)
+    for name, value in reference.policy.state_dict().items():
+        assert torch.equal(value, stock.policy.state_dict()[name]), name

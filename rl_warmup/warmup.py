@@ -127,9 +127,16 @@ class WarmupConfig:
     inputs merge within fewer steps than the memory asked for. A warmup that only made short
     transients (VAA* high at ``settle_max`` steps, one attractor a few hundred steps later, the
     common LSTM outcome) is tried again. ``None``: no such rule (the paper)."""
+    restart_vaa_below: float | None = None
+    """After warmup, restart when the exact VAA of the outputs under some check draw is below this
+    at ``restart_moving_at`` (the last of ``vaa_checkpoints`` when that is ``None``). The horizon
+    rule alone lets through outputs that have merged before the first checkpoint (a curve that
+    starts at 1/n never halves, so it has no horizon) or that halve exactly at ``restart_horizon``;
+    a floor at the memory's length closes both (the issue's lasting target: VAA(h, M = 1 000)
+    >= 0.1). ``None``: no such rule."""
     check_draws: int = 3
     """Independent exact measures (each with its own initial states and constant perturbation) that
-    ``restart_horizon`` and ``restart_moving`` must all pass. An LSTM's memory horizon varies with
+    ``restart_horizon``, ``restart_vaa_below`` and ``restart_moving`` must all pass. An LSTM's memory horizon varies with
     the perturbation (one warmed 1 x 32 network: 2000+ steps under three draws, 1000 under a
     fourth); more draws certify more directions and restart more often. Unused without those rules."""
     check_settle_steps: int | None = None
@@ -261,6 +268,11 @@ class WarmupConfig:
                     f"WarmupConfig.restart_moving_at must be one of vaa_checkpoints {self.vaa_checkpoints}, "
                     f"got {self.restart_moving_at}"
                 )
+        if self.restart_vaa_below is not None:
+            if not 0 < self.restart_vaa_below <= 1:
+                raise ValueError(f"WarmupConfig.restart_vaa_below must lie in (0, 1] or be None, got {self.restart_vaa_below}")
+            if self.vaa_checkpoints is None:
+                raise ValueError("WarmupConfig.restart_vaa_below reads the exact VAA after warmup: set vaa_checkpoints")
         if self.restart_horizon is not None:
             if self.restart_horizon < 1:
                 raise ValueError(f"WarmupConfig.restart_horizon must be >= 1 or None, got {self.restart_horizon}")
@@ -635,7 +647,7 @@ def _attempt(
         return f"VAA* {lowest:.3f} collapsed to at most restart_below = {config.restart_below}"
     if config.vaa_checkpoints is None:
         return None
-    rules = config.restart_horizon is not None or config.restart_moving is not None
+    rules = config.restart_horizon is not None or config.restart_moving is not None or config.restart_vaa_below is not None
     for draw in range(config.check_draws if rules else 1):
         measured = measure_vaa(
             network,
@@ -657,8 +669,15 @@ def _attempt(
                 f"(exact VAA of the outputs {' '.join(f'{v:.2f}' for v in measured.curve.vaa)} "
                 f"at M = {' '.join(str(m) for m in measured.curve.settle_steps)})"
             )
+        at = config.vaa_checkpoints[-1] if config.restart_moving_at is None else int(config.restart_moving_at)
+        if config.restart_vaa_below is not None:
+            level = measured.curve.vaa[measured.curve.settle_steps.index(at)]
+            if level < config.restart_vaa_below:
+                return (
+                    f"exact VAA of the outputs {level:.3f} after {at} settling steps, below "
+                    f"restart_vaa_below = {config.restart_vaa_below} (merged)"
+                )
         if config.restart_moving is not None:
-            at = config.vaa_checkpoints[-1] if config.restart_moving_at is None else int(config.restart_moving_at)
             movement = measured.curve.movement[measured.curve.settle_steps.index(at)]
             if movement > config.restart_moving:
                 return (

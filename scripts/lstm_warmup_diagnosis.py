@@ -163,6 +163,11 @@ VARIANTS["s03-ck8-t8-m1000"] = {**VARIANTS["s03-ck8-t8"], "settle_max": 1000}
 # fraction p of constant inputs passes 8 draws with probability (1 - p)^8: 6 % at p = 0.3, as a
 # stock 1 x 32 network with no restart did, which then failed the measure's own draw)
 VARIANTS["s03-ck8-t32-m1000"] = {**VARIANTS["s03-ck8-t8-m1000"], "check_draws": 32, "max_restarts": 60}
+# ... or with the target's VAA floor as a rule too (restart_vaa_below): the horizon rule passes
+# outputs merged before the first checkpoint (no horizon) or halving exactly at M = 1 000; a
+# certified 32-draw network (stock 1 x 32, seed 9) merged by M = 200 under the measure's draw
+VARIANTS["s03-ck8-t8f-m1000"] = {**VARIANTS["s03-ck8-t8-m1000"], "restart_vaa_below": 0.1}
+VARIANTS["s03-ck8-t32f-m1000"] = {**VARIANTS["s03-ck8-t32-m1000"], "restart_vaa_below": 0.1}
 
 SATURATED = 9.0
 """``|c|`` above which ``tanh(c)`` rounds to +-1 in float32."""

@@ -220,6 +220,39 @@ def test_restart_moving_at_reads_the_movement_at_that_checkpoint(monkeypatch: py
         warmup(lstm(), sequences(), WarmupConfig(**FAST, restart_moving=1e-3, restart_moving_at=10, max_restarts=0))
 
 
+def test_restart_vaa_below_refuses_outputs_merged_before_the_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the hole it closes: outputs already merged at the first checkpoint (VAA 1/n throughout) have
+    # no horizon and do not move, so the horizon and movement rules both pass them
+    import rl_warmup.warmup as warmup_mod
+    from rl_warmup.vaa import VAACurve, VAAMeasurement
+
+    def merged(*args, **kwargs):  # type: ignore[no-untyped-def]
+        curve = VAACurve((10, 50), (1 / 16, 1 / 16), (0.0, 0.0), (0, 0), (0, 0), None, 16)
+        return VAAMeasurement(1 / 16, 16, 0, 0.0, 0, curve)
+
+    monkeypatch.setattr(warmup_mod, "measure_vaa", merged)
+    rules = {**FAST, "restart_moving": 1e-3, "restart_horizon": 50, "max_restarts": 0}
+    warmup(lstm(), sequences(), WarmupConfig(**rules))  # passes the horizon and movement rules
+    with pytest.raises(WarmupError, match=r"exact VAA of the outputs 0\.062 after 50 settling steps, below restart_vaa_below = 0\.1"):
+        warmup(lstm(), sequences(), WarmupConfig(**rules, restart_vaa_below=0.1))
+
+
+def test_restart_vaa_below_reads_the_level_at_restart_moving_at(monkeypatch: pytest.MonkeyPatch) -> None:
+    # apart at M = 10 (0.8), merged at M = 50 (0.05): judged at 10 it passes, at the last checkpoint not
+    import rl_warmup.warmup as warmup_mod
+    from rl_warmup.vaa import VAACurve, VAAMeasurement
+
+    def fading(*args, **kwargs):  # type: ignore[no-untyped-def]
+        curve = VAACurve((10, 50), (0.8, 0.05), (1e-6, 1e-6), (0, 0), (0, 0), 50, 16)
+        return VAAMeasurement(0.05, 16, 0, 1e-6, 0, curve)
+
+    monkeypatch.setattr(warmup_mod, "measure_vaa", fading)
+    base = {**FAST, "restart_vaa_below": 0.1, "max_restarts": 0}
+    warmup(lstm(), sequences(), WarmupConfig(**base, restart_moving=1e-3, restart_moving_at=10))
+    with pytest.raises(WarmupError, match=r"0\.050 after 50 settling steps"):
+        warmup(lstm(), sequences(), WarmupConfig(**base))
+
+
 @pytest.mark.parametrize("check_draws", [1, 3, 8])
 def test_restart_rules_read_check_draws_independent_measures(monkeypatch: pytest.MonkeyPatch, check_draws: int) -> None:
     # a network that passes under every perturbation but the fifth drawn: certified by up to four
@@ -264,6 +297,8 @@ def test_restart_rules_read_check_draws_independent_measures(monkeypatch: pytest
         ({"restart_horizon": 20_000}, "restart_horizon reads the exact VAA curve"),
         ({"restart_horizon": 0}, "restart_horizon must be >= 1"),
         ({"check_draws": 0}, "check_draws must be >= 1"),
+        ({"restart_vaa_below": 0.0}, "restart_vaa_below must lie in"),
+        ({"restart_vaa_below": 0.1, "vaa_checkpoints": None}, "restart_vaa_below reads the exact VAA"),
         ({"restart_moving_at": 50, "vaa_checkpoints": (10, 50)}, "restart_moving_at needs restart_moving"),
         ({"restart_moving": 1e-3, "restart_moving_at": 20, "vaa_checkpoints": (10, 50)},
          "restart_moving_at must be one of vaa_checkpoints"),

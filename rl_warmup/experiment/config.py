@@ -110,8 +110,11 @@ class TrainConfig:
     movement; none: the last checkpoint."""
     warmup_restart_horizon: int | None = _WU.restart_horizon
     """Restart the warmup when the exact VAA's memory horizon is shorter than this; none: never (paper)."""
+    warmup_restart_vaa_below: float | None = _WU.restart_vaa_below
+    """Restart the warmup when the exact VAA of the outputs is below this at warmup_restart_moving_at
+    (or the last checkpoint) under some check draw (merged); none: never."""
     warmup_check_draws: int = _WU.check_draws
-    """Exact measures, each with its own perturbation, that the horizon/moving restarts must all pass."""
+    """Exact measures, each with its own perturbation, that the horizon/moving/VAA-floor restarts must all pass."""
     warmup_check_settle_steps: int | None = _WU.check_settle_steps
     """Settling length of the check after warmup; none: warmup_settle_max."""
     warmup_max_restarts: int = _WU.max_restarts

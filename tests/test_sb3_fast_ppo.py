@@ -364,3 +364,139 @@ def test_clip_grad_norm_equals_torchs_bit_for_bit(scale: float) -> None:
         results.append([p.grad for p in params])
     for ours, torchs in zip(*results, strict=True):
         assert (ours is None and torchs is None) or torch.equal(ours, torchs)
+
+
+def _adam_pair(
+    optimizer_class: type, **kwargs: object
+) -> tuple[list, torch.optim.Optimizer, list, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    shapes = [(256, 2), (256, 64), (256,), (1, 64), (1,)]
+    first = [torch.nn.Parameter(torch.randn(shape)) for shape in shapes]
+    second = [torch.nn.Parameter(p.detach().clone()) for p in first]
+    options = {"lr": 1e-3, "eps": 1e-5, "fused": True, **kwargs}
+    return first, optimizer_class(first, **options), second, optimizer_class(second, **options)
+
+
+@pytest.mark.parametrize(
+    ("optimizer_class", "kwargs"),
+    [
+        (torch.optim.Adam, {}),
+        (torch.optim.Adam, {"weight_decay": 0.01}),
+        (torch.optim.AdamW, {"weight_decay": 0.1}),
+    ],
+    ids=["adam", "adam-l2", "adamw"],
+)
+def test_lean_fused_adam_steps_equal_optimizer_steps_bit_for_bit(
+    optimizer_class: type, kwargs: dict
+) -> None:
+    """FastRecurrentPPO's Adam steps (one shared step counter, the tensors read once) give the
+    parameters, moments and counters of ``optimizer.step()`` bit for bit, across a learning rate
+    change and a state dict round trip."""
+    from rl_warmup.sb3.ppo import _FusedAdamSteps
+
+    plain_params, plain, lean_params, lean_opt = _adam_pair(optimizer_class, **kwargs)
+    assert _FusedAdamSteps.create(lean_opt) is None  # no state before the first step
+    generator = torch.Generator().manual_seed(1)
+    for segment in range(3):
+        lean = None
+        for _ in range(5):
+            grads = [torch.randn(p.shape, generator=generator) for p in plain_params]
+            for params in (plain_params, lean_params):
+                for p, g in zip(params, grads, strict=True):
+                    p.grad = g.clone()
+            plain.step()
+            if lean is None:
+                lean_opt.step()
+                lean = _FusedAdamSteps.create(lean_opt)
+                assert lean is not None
+            else:
+                assert lean.step()
+        lean.sync()
+        for group in (plain.param_groups[0], lean_opt.param_groups[0]):
+            group["lr"] *= 0.5  # as sb3's schedule does between rollouts
+        if segment == 1:  # a saved and loaded optimizer: separate counters again
+            lean_opt.load_state_dict(lean_opt.state_dict())
+        for a, b in zip(plain_params, lean_params, strict=True):
+            assert torch.equal(a, b)
+            for key in ("exp_avg", "exp_avg_sq", "step"):
+                assert torch.equal(plain.state[a][key], lean_opt.state[b][key]), key
+    assert float(lean_opt.state[lean_params[0]]["step"]) == 15
+
+
+def test_lean_fused_adam_steps_refuse_what_they_cannot_reproduce() -> None:
+    """``optimizer.step()`` stays in charge where the lean step would not be exact."""
+    from rl_warmup.sb3.ppo import _FusedAdamSteps
+
+    def stepped(
+        optimizer_class: type = torch.optim.Adam, **kwargs: object
+    ) -> torch.optim.Optimizer:
+        params, opt, _, _ = _adam_pair(optimizer_class, **kwargs)
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+        return opt
+
+    assert _FusedAdamSteps.create(stepped()) is not None
+    assert _FusedAdamSteps.create(stepped(amsgrad=True)) is None
+    assert _FusedAdamSteps.create(stepped(maximize=True)) is None
+    assert _FusedAdamSteps.create(stepped(fused=None)) is None  # the single-tensor loop
+    assert _FusedAdamSteps.create(stepped(lr=torch.tensor(1e-3))) is None
+    opt = stepped()
+    handle = opt.register_step_pre_hook(lambda *args: None)
+    assert _FusedAdamSteps.create(opt) is None
+    handle.remove()
+    seen = []
+    opt.register_step_post_hook(lambda optimizer, args, kwargs: seen.append(optimizer))
+    lean = _FusedAdamSteps.create(opt)
+    assert lean is not None and lean.step() and seen == [opt]  # run as optimizer.step() runs it
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(3))]})
+    assert _FusedAdamSteps.create(opt) is None
+    opt = stepped()
+    first = opt.param_groups[0]["params"][0]
+    opt.state[first]["step"] += 1  # unequal counters: no shared one
+    assert _FusedAdamSteps.create(opt) is None
+    opt = stepped()
+    lean = _FusedAdamSteps.create(opt)
+    assert lean is not None
+    before = [p.detach().clone() for p in opt.param_groups[0]["params"]]
+    opt.param_groups[0]["params"][1].grad = None  # Adam would skip it: the caller steps instead
+    assert not lean.step()
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, opt.param_groups[0]["params"], strict=True)
+    )
+    assert float(lean.step_count) == 1
+
+
+def test_train_with_the_lean_adam_equals_train_with_optimizer_step(monkeypatch) -> None:
+    """Two rollouts of FastRecurrentPPO with its lean Adam steps and with ``optimizer.step()``:
+    the same parameters and optimizer state, bit for bit."""
+    from rl_warmup.sb3 import ppo
+
+    def run() -> tuple[dict, dict]:
+        model = FastRecurrentPPO(
+            RecurrentCellPolicy,
+            "CartPole-v1",
+            n_steps=32,
+            batch_size=32,
+            n_epochs=3,
+            seed=0,
+            policy_kwargs={"cell": "lstm", "lstm_hidden_size": 8},
+        )
+        model.learn(64)
+        return model.policy.state_dict(), model.policy.optimizer.state_dict()
+
+    lean_steps = []
+    step = ppo._FusedAdamSteps.step
+    monkeypatch.setattr(
+        ppo._FusedAdamSteps, "step", lambda self: lean_steps.append(step(self)) or lean_steps[-1]
+    )
+    lean_params, lean_state = run()
+    assert len(lean_steps) == 2 * 3 - 1 and all(lean_steps)  # all but the first update
+    monkeypatch.setattr(ppo._FusedAdamSteps, "create", classmethod(lambda cls, optimizer: None))
+    plain_params, plain_state = run()
+    for name, value in plain_params.items():
+        assert torch.equal(lean_params[name], value), name
+    assert lean_state["state"].keys() == plain_state["state"].keys()
+    for index, state in plain_state["state"].items():
+        for key, value in state.items():
+            assert torch.equal(lean_state["state"][index][key], value), (index, key)

@@ -10,7 +10,6 @@
 //   h' = (1 - z) * n + z * h,  with gi = W_ih x + b_ih and gh = W_hh h + b_hh.
 // Built at first use by rl_warmup/gru_ext.py (torch.utils.cpp_extension); results agree with
 // torch.gru to float round-off, not bit for bit.
-#include <cstring>
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -190,25 +189,6 @@ void check_active(const at::Tensor& active, int64_t steps, int64_t batch) {
   }
 }
 
-
-// The running rows of a time-major (T, B, G) tensor, step after step: (sum_t active[t], G). Rows
-// that have ended hold zero gradients; a product over them costs as much as over the others.
-at::Tensor running_rows(const at::Tensor& time_major, const at::Tensor& active) {
-  auto src = time_major.contiguous();
-  const int64_t steps = src.size(0), batch = src.size(1), width = src.size(2);
-  const int64_t* a = active.data_ptr<int64_t>();
-  int64_t total = 0;
-  for (int64_t t = 0; t < steps; ++t) total += a[t];
-  auto out = at::empty({total, width}, src.options());
-  const int64_t row_bytes = width * src.element_size();
-  const char* from = static_cast<const char*>(src.data_ptr());
-  char* to = static_cast<char*>(out.data_ptr());
-  for (int64_t t = 0; t < steps; ++t) {
-    std::memcpy(to, from + t * batch * row_bytes, a[t] * row_bytes);
-    to += a[t] * row_bytes;
-  }
-  return out;
-}
 
 // The state before each step, time-major (T, B, H): h0, then the outputs but the last.
 at::Tensor states_before(const at::Tensor& h0, const at::Tensor& out) {
@@ -516,18 +496,8 @@ std::vector<at::Tensor> lstm_backward(const at::Tensor& grads, const at::Tensor&
       }
     }
   });
-  if (active.numel() == 0) {
-    auto grads_x_w = input_and_weight_grads(dpre, dpre, x, w_ih, prev, need_dx, false);
-    return {grads_x_w[0], rec, dc, grads_x_w[1], grads_x_w[2], dpre.sum({0, 1})};
-  }
-  // packed rows: the weight gradients summed over the running rows only (a PPO minibatch's
-  // padding is a third to a half of its positions)
-  at::Tensor d_x;
-  if (need_dx) d_x = at::mm(dpre.view({steps * batch, 4 * hidden}), w_ih).view({steps, batch, x.size(2)}).transpose(0, 1);
-  auto dpre_run = running_rows(dpre, active);
-  auto d_w_ih = t_mm(dpre_run, running_rows(x.transpose(0, 1), active));
-  auto d_w_hh = t_mm(dpre_run, running_rows(prev, active));
-  return {d_x, rec, dc, d_w_ih, d_w_hh, dpre.sum({0, 1})};
+  auto grads_x_w = input_and_weight_grads(dpre, dpre, x, w_ih, prev, need_dx, false);
+  return {grads_x_w[0], rec, dc, grads_x_w[1], grads_x_w[2], dpre.sum({0, 1})};
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from torch.optim import optimizer as optimizer_module
 
 from rl_warmup.cells import RecurrentNetwork
 from rl_warmup.regularizer import VAARegularizer, vaa_star_penalty
@@ -154,8 +155,6 @@ class _FusedAdamSteps:
             isinstance(b, float) for b in group["betas"]
         ):
             return None
-        from torch.optim import optimizer as optimizer_module
-
         if (
             optimizer._optimizer_step_pre_hooks
             or optimizer_module._global_optimizer_pre_hooks
@@ -202,8 +201,6 @@ class _FusedAdamSteps:
             eps=group["eps"],
             maximize=False,
         )
-        from torch.optim import optimizer as optimizer_module
-
         # as optimizer.step() runs them (FusedActorCritic counts the steps this way)
         for hook in (
             *optimizer_module._global_optimizer_post_hooks.values(),

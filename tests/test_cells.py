@@ -845,3 +845,33 @@ def test_compiled_loop_cells_match_the_python_loop(cell, batch, steps, hidden, m
     torch.testing.assert_close(got.state, ref.state, rtol=1e-12, atol=1e-12)
     for g, r in zip(got_grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_reexec_with_huge_pages_starts_the_same_command_again_with_the_tunable(monkeypatch):
+    import os
+    import platform
+    import sys
+
+    started = []
+    monkeypatch.setattr(os, "execv", lambda exe, args: started.append((exe, args, os.environ.get("GLIBC_TUNABLES"))))
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-u", "scripts/x.py", "--seeds", "1"])
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setenv("GLIBC_TUNABLES", "")  # recorded, so that what the call sets is undone after the test
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    monkeypatch.delenv("RL_WARMUP_MALLOC", raising=False)
+    gru_ext.reexec_with_huge_pages()
+    assert started == [(sys.executable, [sys.executable, "-u", "scripts/x.py", "--seeds", "1"], "glibc.malloc.hugetlb=1")]
+    started.clear()
+    gru_ext.reexec_with_huge_pages()  # the restarted process has it: runs on
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")  # the user's own: kept
+    gru_ext.reexec_with_huge_pages()
+    assert started == [] and os.environ["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    for setting in (lambda: monkeypatch.setenv("RL_WARMUP_MALLOC", "0"),
+                    lambda: monkeypatch.setattr(platform, "libc_ver", lambda: ("glibc", "2.31")),
+                    lambda: monkeypatch.setattr(platform, "libc_ver", lambda: ("", "")),
+                    lambda: monkeypatch.setattr(sys, "platform", "darwin")):
+        setting()
+        gru_ext.reexec_with_huge_pages()
+        assert started == [] and "GLIBC_TUNABLES" not in os.environ

@@ -133,7 +133,7 @@ def keep_freed_memory() -> bool:
     :return: whether the thresholds were set: ``False`` off Linux, without glibc, or with the
         environment variable ``RL_WARMUP_MALLOC=0``.
     """
-    if os.environ.get("RL_WARMUP_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
+    if _allocator_left_alone():
         return False
     try:
         libc = ctypes.CDLL(None)
@@ -176,13 +176,16 @@ def reexec_with_huge_pages() -> None:
 
 def _huge_pages_apply() -> bool:
     """Whether :func:`reexec_with_huge_pages` would start the process again."""
-    if os.environ.get("GLIBC_TUNABLES") is not None or os.environ.get("RL_WARMUP_MALLOC", "1") == "0":
-        return False
-    if not sys.platform.startswith("linux"):
+    if os.environ.get("GLIBC_TUNABLES") is not None or _allocator_left_alone():
         return False
     library, version = platform.libc_ver()
     numbers = [int(x) for x in version.split(".")[:2] if x.isdigit()]
     return library == "glibc" and len(numbers) == 2 and (numbers[0], numbers[1]) >= (2, 35)
+
+
+def _allocator_left_alone() -> bool:
+    """Off Linux, or opted out with ``RL_WARMUP_MALLOC=0``: the package does not touch glibc's allocator."""
+    return os.environ.get("RL_WARMUP_MALLOC", "1") == "0" or not sys.platform.startswith("linux")
 
 
 def lstm_enabled() -> bool:

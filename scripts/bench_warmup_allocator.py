@@ -31,6 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rl_warmup import gru_ext
+
 SETTINGS = ("default", "hugetlb", "heap")
 
 _CHILD = r"""
@@ -67,7 +69,7 @@ def run(setting: str, steps: int, seed: int) -> dict[str, float | str]:
     env = {**os.environ}
     env.pop("GLIBC_TUNABLES", None)
     if setting == "hugetlb":
-        env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
+        env["GLIBC_TUNABLES"] = gru_ext.HUGETLB_TUNABLE
     code = _CHILD.format(scripts=str(Path(__file__).parent), seed=seed, steps=steps, heap=setting == "heap")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if done.returncode:

@@ -18,7 +18,9 @@ curve of ``h`` over ``M = 100 .. 10 000`` in one pass, its memory horizon and th
 
 Results go to ``--out`` (``trace.csv``, ``final.csv``, ``summary.md`` and plots); finished
 (source, network, variant, seed) cells are read back from ``final.csv`` and skipped, so an
-interrupted run resumes with the same command. On Linux with glibc 2.35 or later the script
+interrupted run resumes with the same command. Seeds split over processes (one per core, each
+with its own ``--out``) are gathered with ``--merge DIR ...``: their finished warmups are copied
+into ``--out`` and the summary and plots cover them all. On Linux with glibc 2.35 or later the script
 starts itself again with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (huge pages for the warmup's
 large buffers: 28 % less CPU time, the same results; ``RL_WARMUP_MALLOC=0`` or a
 ``GLIBC_TUNABLES`` of your own leaves it as started).
@@ -352,6 +354,23 @@ def _read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _key(row: dict[str, str]) -> tuple[str, ...]:
+    return (row["source"], row["policy"], row["network"], row["variant"], row["seed"])
+
+
+def merge(source: Path, out: Path, cells: set[tuple[str, ...]]) -> int:
+    """Copy the finished warmups of ``cells`` (their final and trace rows) from the study directory
+    ``source`` into ``out``, skipping those ``out`` already has; returns how many were copied."""
+    if not (source / "final.csv").exists():
+        raise SystemExit(f"--merge: {source} has no final.csv")
+    have = {_key(r) for r in _read(out / "final.csv")}
+    finals = [r for r in _read(source / "final.csv") if _key(r) in cells and _key(r) not in have]
+    new = {_key(r) for r in finals}
+    _append(out / "trace.csv", TRACE_FIELDS, [r for r in _read(source / "trace.csv") if _key(r) in new])
+    _append(out / "final.csv", FINAL_FIELDS, finals)
+    return len(finals)
+
+
 def good(row: dict[str, str], *, vaa_min: float = 0.1, move_max: float = 1e-3) -> bool:
     """The target for one warmup: VAA of ``h`` at M = 1000 >= 0.1 with ``h`` moving < 1e-3 per step
     (a failed warmup, ``WarmupError``, is not good)."""
@@ -447,13 +466,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="settling steps of the exact VAA in the trace; 0: no exact VAA in the trace (default: %(default)s)")
     parser.add_argument("--out", default="results/lstm_diagnosis", help="output directory (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="DIR",
+                        help="output directories of the same study run as separate processes: their finished "
+                             "warmups of the cells asked for are copied into --out (first directory wins) "
+                             "and not run again")
     args = parser.parse_args(argv)
     if args.trace_every < 1:
         parser.error("--trace-every must be >= 1")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    done = {(r["source"], r["policy"], r["network"], r["variant"], r["seed"]) for r in _read(out / "final.csv")}
     todo = [
         (source, policy if source != "copy" else "-", network, variant, seed)
         for source in args.sources
@@ -462,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants
         for seed in args.seeds
     ]
+    for other in args.merge:
+        merge(Path(other), out, {(*cell[:4], str(cell[4])) for cell in todo})
+    done = {_key(r) for r in _read(out / "final.csv")}
     for i, (source, policy, network, variant, seed) in enumerate(todo):
         if (source, policy, network, variant, str(seed)) in done:
             continue

@@ -1,0 +1,74 @@
+"""scripts/lstm_warmup_diagnosis.py: the target rule, resuming, and gathering seeds run as separate processes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import load_script
+
+CELL = {"source": "minigrid", "policy": "stock", "network": "1x32", "variant": "s03-ck32-t8fm3-m1000"}
+
+
+def _rows(seed: int, vaa: float, move: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    key = {**CELL, "seed": seed}
+    trace = [{**key, "step": step, "loss": -vaa, "vaa_star": vaa, "vaa_star_min": vaa, "settle": 1000,
+              "grad_norm": 0.1, "forget_bias": 0.0} for step in (0, 99)]
+    final = {**key, "vaa_star": vaa, "collapsed": False, "vaa_h_1000": vaa, "move_h_1000": move, "nonfinite_1000": 0,
+             "horizon": math.inf, "curve": f"{vaa:.3f} {vaa:.3f}", "spread_0": 1.0, "spread_1000": 0.5,
+             "best_step": -1, "restarts": 1, "seconds": 2.0}
+    return trace, final
+
+
+@pytest.fixture
+def script(monkeypatch):  # type: ignore[no-untyped-def]
+    diag = load_script("lstm_warmup_diagnosis")
+    ran: list[int] = []
+    outcomes = {0: (0.9, 1e-4), 1: (0.8, 2e-3), 2: (0.02, 1e-5), 3: (0.7, 5e-4)}
+
+    def fake_run_one(source, policy, network, variant, seed, args):  # type: ignore[no-untyped-def]
+        ran.append(seed)
+        return _rows(seed, *outcomes[seed])
+
+    monkeypatch.setattr(diag, "run_one", fake_run_one)
+    return diag, ran
+
+
+def test_the_target_needs_both_vaa_and_calm_outputs(script) -> None:  # type: ignore[no-untyped-def]
+    diag, _ = script
+    row = {"collapsed": "False", "vaa_h_1000": "0.5", "move_h_1000": "5e-4"}
+    assert diag.good(row)
+    assert not diag.good({**row, "move_h_1000": "2e-3"})  # still moving: not lasting
+    assert not diag.good({**row, "vaa_h_1000": "0.05"})  # merged
+    assert not diag.good({**row, "collapsed": "error", "vaa_h_1000": "nan", "move_h_1000": "nan"})  # WarmupError
+
+
+def test_merge_gathers_split_seeds_without_running_them_again(script, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    diag, ran = script
+    common = ["--sources", "minigrid", "--policies", "stock", "--networks", "1x32", "--variants", CELL["variant"],
+              "--trace-settle", "0"]
+    a, b, merged = tmp_path / "a", tmp_path / "b", tmp_path / "merged"
+    assert diag.main([*common, "--seeds", "0", "1", "--out", str(a)]) == 0
+    assert diag.main([*common, "--seeds", "2", "--out", str(b)]) == 0
+    assert diag.main([*common, "--seeds", "0", "--out", str(a)]) == 0  # resumed: seed 0 is read back
+    assert ran == [0, 1, 2]
+
+    assert diag.main([*common, "--seeds", "0", "1", "2", "3", "--out", str(merged), "--merge", str(a), str(b)]) == 0
+    assert ran == [0, 1, 2, 3]  # only the seed no directory had
+    final = diag._read(merged / "final.csv")
+    assert sorted(int(r["seed"]) for r in final) == [0, 1, 2, 3]
+    assert sorted({int(r["seed"]) for r in diag._read(merged / "trace.csv")}) == [0, 1, 2, 3]
+    summary = (merged / "summary.md").read_text()
+    assert "| 4 | 0/4 | 2/4 |" in summary  # seeds 0 and 3 last; 1 moves, 2 merged
+    assert (merged / "curves.png").exists() and (merged / "trace.png").exists()
+
+    # merging again copies nothing twice; seeds outside --seeds are not copied
+    assert diag.merge(a, merged, {(*CELL.values(), "0"), (*CELL.values(), "1")}) == 0
+    only = tmp_path / "only"
+    assert diag.main([*common, "--seeds", "1", "--out", str(only), "--merge", str(a)]) == 0
+    assert [r["seed"] for r in diag._read(only / "final.csv")] == ["1"]
+
+    with pytest.raises(SystemExit, match=r"no final\.csv"):
+        diag.main([*common, "--seeds", "0", "--out", str(only), "--merge", str(tmp_path / "missing")])

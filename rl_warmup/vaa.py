@@ -512,12 +512,33 @@ def layer_vaa_stars(
         (one batched pass of ``K * n`` states) and average the ``K`` values of VAA*. ``1``: the
         paper's single perturbation (the same draws as before this option existed).
     """
+    return stars_and_movement(
+        network, states, settle_steps, epsilon, generator, view=view, perturbations=perturbations
+    )[0]
+
+
+def stars_and_movement(
+    network: RecurrentNetwork,
+    states: Sequence[Tensor],
+    settle_steps: int,
+    epsilon: float = 1e-4,
+    generator: torch.Generator | None = None,
+    *,
+    view: str = "state",
+    perturbations: int = 1,
+    movement: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`layer_vaa_stars`, and with ``movement=True`` also each layer's mean last-step
+    movement of its outputs, ``mean_i ||h_i(M) - h_i(M - 1)||`` over all settled states
+    (differentiable, ``(num_layers,)``; ``None`` otherwise). The movement costs one split of the
+    settling pass (``M - 1`` steps, then one), which rounds differently from one pass of ``M``:
+    without it the draws and results are those of :func:`layer_vaa_stars`."""
     if settle_steps < 1:
         raise ValueError(f"settle_steps must be >= 1, got {settle_steps}")
     if perturbations < 1:
         raise ValueError(f"perturbations must be >= 1, got {perturbations}")
     _check_view(view)
-    values = []
+    values, moves = [], []
     for layer, state in zip(network.layers, states, strict=True):
         part = layer.warm_part
         n = state.shape[0]
@@ -528,12 +549,18 @@ def layer_vaa_stars(
             draws = torch.randn(perturbations, part.input_size, generator=generator, dtype=torch.float32)
             u = draws.to(device=state.device, dtype=state.dtype).repeat_interleave(n, dim=0)
             start = layer.warm_state(state).repeat(perturbations, 1)
-        settled = part.settle(u, start, settle_steps)
+        if movement:
+            before = part.settle(u, start, settle_steps - 1) if settle_steps > 1 else start
+            settled = part.settle(u, before, 1)
+            step = part.output_of(settled) - part.output_of(before)
+            moves.append(torch.linalg.vector_norm(step, dim=-1).mean())
+        else:
+            settled = part.settle(u, start, settle_steps)
         if view == "output":
             settled = part.output_of(settled)
         stars = [vaa_star(block, epsilon) for block in settled.split(n)]
         values.append(torch.stack(stars).mean())
-    return torch.stack(values)
+    return torch.stack(values), (torch.stack(moves) if movement else None)
 
 
 def measure_vaa_star(

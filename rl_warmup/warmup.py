@@ -27,6 +27,7 @@ from rl_warmup.vaa import (
     layer_vaa_stars,
     measure_vaa,
     pad_sequences,
+    stars_and_movement,
 )
 
 AFTER_CHECKPOINTS: tuple[int, ...] = (100, 200, 500, 1000, 2000, 5000)
@@ -183,6 +184,15 @@ class WarmupConfig:
     features, stock 1 x 32 LSTM) 32 instead of 8 made networks that pass the check draws far more
     often (29 restarts over ten warmups instead of 77, none out of restarts), at about 4x the
     cost of a step (``docs/lstm_warmup.md``, *A loss over more constant inputs*)."""
+    movement_penalty: float = 0.0
+    """Add ``movement_penalty`` times each layer's mean last-step movement of its outputs,
+    ``mean_i ||h_i(M) - h_i(M - 1)||`` over the settled states of the step (all perturbations),
+    to the loss, at steps whose drawn settling length ``M`` is at least half of ``settle_max``
+    (earlier states are still in their transient). VAA* counts states that still drift apart as
+    distinct, so its gradient can favour slow drift over settling; this term asks for states
+    that stay where they are (the lasting target: outputs moving less than 1e-3 per step after
+    1 000 steps). ``0``: off (the paper), and the draws and results are exactly those without
+    the option."""
     grad_clip: float | None = None
     """Clip the norm of the warmup gradient (all warmable parameters together) to this before each
     Adam step; ``None``: no clipping (the paper)."""
@@ -248,6 +258,8 @@ class WarmupConfig:
             raise ValueError(f"WarmupConfig.chrono_t_max must be >= 3, got {self.chrono_t_max}")
         if self.perturbations < 1:
             raise ValueError(f"WarmupConfig.perturbations must be >= 1, got {self.perturbations}")
+        if not (math.isfinite(self.movement_penalty) and self.movement_penalty >= 0):
+            raise ValueError(f"WarmupConfig.movement_penalty must be a finite number >= 0, got {self.movement_penalty}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"WarmupConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
         if self.best_every < 1:
@@ -598,8 +610,16 @@ def _attempt(
         with torch.set_grad_enabled(not config.detach_prefix):
             states = initial_states(network, padded, generator, n=config.batch_size, lengths=lens)
         with torch.enable_grad():
-            stars = _stars(network, states, m, config, generator)
-            loss = _loss(stars, config)
+            if config.movement_penalty > 0 and 2 * m >= config.settle_max:
+                stars, moves = stars_and_movement(
+                    network, states, m, config.epsilon, generator, view=config.state_view,
+                    perturbations=config.perturbations, movement=True,
+                )
+                assert moves is not None
+                loss = _loss(stars, config) + config.movement_penalty * moves.mean()
+            else:
+                stars = _stars(network, states, m, config, generator)
+                loss = _loss(stars, config)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             return f"non-finite loss ({loss_value}) at step {step}"

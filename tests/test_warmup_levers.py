@@ -288,6 +288,8 @@ def test_restart_rules_read_check_draws_independent_measures(monkeypatch: pytest
         ({"state_view": "c"}, "state_view must be one of"),
         ({"lstm_forget_bias": math.inf}, "lstm_forget_bias must be finite"),
         ({"grad_clip": 0.0}, "grad_clip must be > 0"),
+        ({"movement_penalty": -1.0}, "movement_penalty must be a finite number >= 0"),
+        ({"movement_penalty": math.inf}, "movement_penalty must be a finite number >= 0"),
         ({"input_scale": 0.0}, "input_scale must be finite and > 0"),
         ({"input_scale": math.nan}, "input_scale must be finite and > 0"),
         ({"best_every": 0}, "best_every must be >= 1"),
@@ -331,6 +333,68 @@ def test_vaa_star_over_k_perturbations_is_the_mean_of_k_single_settlings() -> No
         assert float(stars[k].detach()) == pytest.approx(sum(expected) / 3, abs=1e-5)
     with pytest.raises(ValueError, match="perturbations must be >= 1"):
         layer_vaa_stars(net, states, 9, perturbations=0)
+
+
+# -- the movement penalty -------------------------------------------------------------------------
+@pytest.mark.parametrize("view", ["state", "output"])
+def test_stars_and_movement_against_a_step_by_step_loop(view: str) -> None:
+    from rl_warmup.vaa import initial_states, layer_vaa_stars, stars_and_movement
+
+    net = RecurrentNetwork("lstm", 2, 5, 2, generator=torch.Generator().manual_seed(0))
+    states = initial_states(net, torch.randn(12, 6, 2, generator=torch.Generator().manual_seed(1)),
+                            torch.Generator().manual_seed(2), n=7)
+    plain, none = stars_and_movement(net, states, 9, generator=torch.Generator().manual_seed(3), view=view, perturbations=3)
+    assert none is None  # without movement: exactly layer_vaa_stars, same draws
+    assert torch.equal(plain, layer_vaa_stars(net, states, 9, generator=torch.Generator().manual_seed(3), view=view,
+                                              perturbations=3))
+    stars, moves = stars_and_movement(net, states, 9, generator=torch.Generator().manual_seed(3), view=view,
+                                      perturbations=3, movement=True)
+    assert moves is not None and moves.shape == (2,) and moves.requires_grad
+    assert torch.allclose(stars, plain, atol=1e-6)
+    g = torch.Generator().manual_seed(3)
+    for k, (layer, state) in enumerate(zip(net.layers, states, strict=True)):
+        draws = torch.randn(3, layer.input_size, generator=g)
+        steps = []
+        for u in draws:  # the outputs h(t) of every step, one step at a time
+            x, hs = layer.warm_state(state), []
+            for _ in range(9):
+                x = layer.warm_part.settle(u.expand(7, -1), x, 1)
+                hs.append(layer.warm_part.output_of(x))
+            steps.append(torch.linalg.vector_norm(hs[-1] - hs[-2], dim=-1))
+        assert float(moves[k].detach()) == pytest.approx(float(torch.cat(steps).mean()), rel=1e-4)
+    one = stars_and_movement(net, states, 1, generator=torch.Generator().manual_seed(3), movement=True)[1]
+    assert one is not None and bool((one > 0).all())  # M = 1: the step from the initial states
+
+
+def test_movement_penalty_zero_is_the_paper_and_a_weight_changes_only_settled_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rl_warmup.warmup as wu
+
+    config = dict(steps=8, batch_size=8, settle_start=1, settle_increment=3, settle_max=20, restart_threshold=1.0,
+                  vaa_checkpoints=None)
+    base, off = lstm(), lstm()
+    r0 = warmup(base, sequences(), WarmupConfig(**config))
+    r1 = warmup(off, sequences(), WarmupConfig(**config, movement_penalty=0.0))
+    assert r0.loss_history == r1.loss_history
+    assert all(torch.equal(a, b) for a, b in zip(base.parameters(), off.parameters(), strict=True))
+
+    calls: list[int] = []
+    real = wu.stars_and_movement
+
+    def spy(network, states, steps, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(steps)
+        return real(network, states, steps, *args, **kwargs)
+
+    monkeypatch.setattr(wu, "stars_and_movement", spy)
+    penalised = lstm()
+    r2 = warmup(penalised, sequences(), WarmupConfig(**config, movement_penalty=100.0))
+    settled = [i for i, m in enumerate(r2.settle_history) if 2 * m >= 20]
+    assert calls == [r2.settle_history[i] for i in settled] and settled  # the penalty only where M >= settle_max / 2
+    # the same draws: the loss differs only at the penalised steps, where it is larger
+    first = settled[0]
+    assert r2.loss_history[:first] == r0.loss_history[:first]
+    assert r2.settle_history[: first + 1] == r0.settle_history[: first + 1]
+    assert r2.loss_history[first] > r0.loss_history[first]
+    assert not all(torch.equal(a, b) for a, b in zip(base.parameters(), penalised.parameters(), strict=True))
 
 
 def test_lstm_init_chrono_and_orthogonal_set_the_gates_before_every_attempt(monkeypatch: pytest.MonkeyPatch) -> None:

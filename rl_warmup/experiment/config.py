@@ -133,6 +133,8 @@ class TrainConfig:
     """Multiply the warmable layers' input weights by this before warming (1: unchanged, the paper)."""
     warmup_perturbations: int = _WU.perturbations
     """Constant perturbations each VAA* is averaged over (1: the paper)."""
+    warmup_movement_penalty: float = _WU.movement_penalty
+    """Weight of the outputs' last-step movement in the warmup loss (settled steps only); 0: off (the paper)."""
     warmup_grad_clip: float | None = _WU.grad_clip
     """Clip the warmup gradient norm to this; none: no clipping (the paper)."""
     warmup_keep_best: bool = _WU.keep_best

@@ -361,7 +361,7 @@ def test_stars_and_movement_against_a_step_by_step_loop(view: str) -> None:
                 x = layer.warm_part.settle(u.expand(7, -1), x, 1)
                 hs.append(layer.warm_part.output_of(x))
             steps.append(torch.linalg.vector_norm(hs[-1] - hs[-2], dim=-1))
-        assert float(moves[k].detach()) == pytest.approx(float(torch.cat(steps).mean()), rel=1e-4)
+        assert float(moves[k].detach()) == pytest.approx(float(torch.cat(steps).mean().detach()), rel=1e-4)
     one = stars_and_movement(net, states, 1, generator=torch.Generator().manual_seed(3), movement=True)[1]
     assert one is not None and bool((one > 0).all())  # M = 1: the step from the initial states
 

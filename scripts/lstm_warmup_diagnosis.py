@@ -308,9 +308,12 @@ def run_one(
                   "seconds": time.perf_counter() - start, "error": str(e)}
         return trace, failed
     seconds = time.perf_counter() - start
-    for row, i in zip(trace, [r["step"] for r in trace], strict=True):
-        row["settle"] = result.settle_history[i]
-        row["grad_norm"] = result.grad_norm_history[i]
+    # the result's histories are the last attempt's: after a restart, steps count from 0 again and
+    # the earlier attempts' rows keep no settling length or gradient norm (they are not known here)
+    last = max((k for k, r in enumerate(trace) if r["step"] == 0), default=0)
+    for row in trace[last:]:
+        row["settle"] = result.settle_history[row["step"]]
+        row["grad_norm"] = result.grad_norm_history[row["step"]]
     # measured on draws of its own (not the warmup's check, which restart rules select on), to M = 10 000
     measured = measure_vaa(net, sequences, settle_steps=DEFAULT_CHECKPOINTS[-1], n=100,
                            generator=torch.Generator().manual_seed(10_000 + seed), checkpoints=DEFAULT_CHECKPOINTS)

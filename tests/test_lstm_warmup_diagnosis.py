@@ -72,3 +72,31 @@ def test_merge_gathers_split_seeds_without_running_them_again(script, tmp_path: 
 
     with pytest.raises(SystemExit, match=r"no final\.csv"):
         diag.main([*common, "--seeds", "0", "--out", str(only), "--merge", str(tmp_path / "missing")])
+
+
+def test_trace_rows_of_refused_attempts_keep_no_settling_length_or_gradient_norm(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import argparse
+
+    import torch
+
+    from rl_warmup.cells import RecurrentNetwork
+    from rl_warmup.warmup import WarmupResult
+
+    diag = load_script("lstm_warmup_diagnosis")
+    net = RecurrentNetwork("lstm", 1, 4, 1, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(diag, "build", lambda *a: (net, [torch.randn(5, 1, generator=torch.Generator().manual_seed(1))]))
+
+    def fake_warmup(network, sequences, config, callback):  # type: ignore[no-untyped-def]
+        for _attempt in range(2):  # one restart: the steps count from 0 again
+            for step in range(config.steps):
+                callback(step, 0.1, [0.5])
+        return WarmupResult(settle_history=[s + 1 for s in range(config.steps)],
+                            grad_norm_history=[10.0 + s for s in range(config.steps)], final_vaa_star=[0.5], restarts=1)
+
+    monkeypatch.setattr(diag, "warmup", fake_warmup)
+    args = argparse.Namespace(trace_every=50, trace_settle=0)
+    trace, final = diag.run_one("copy", "-", "1x32", "paper", 0, args)
+    assert [r["step"] for r in trace] == [0, 50, 99, 0, 50, 99]
+    assert all("settle" not in r and "grad_norm" not in r for r in trace[:3])  # the refused attempt's
+    assert [(r["settle"], r["grad_norm"]) for r in trace[3:]] == [(1, 10.0), (51, 60.0), (100, 109.0)]
+    assert final["restarts"] == 1

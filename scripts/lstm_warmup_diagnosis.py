@@ -16,7 +16,8 @@ states and perturbation than the warmup's checks, which restart rules select on)
 curve of ``h`` over ``M = 100 .. 10 000`` in one pass, its memory horizon and the movement of
 ``h`` at ``M = 1000``.
 
-Results go to ``--out`` (``trace.csv``, ``final.csv``, ``summary.md`` and plots); finished
+Results go to ``--out`` (``trace.csv``, ``final.csv``, ``summary.md``, plots, and each warmed
+network's ``state_dict`` in ``networks/``, to be measured again later); finished
 (source, network, variant, seed) cells are read back from ``final.csv`` and skipped, so an
 interrupted run resumes with the same command. Seeds split over processes (one per core, each
 with its own ``--out``) are gathered with ``--merge DIR ...``: their finished warmups are copied
@@ -36,6 +37,7 @@ import argparse
 import csv
 import dataclasses
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -308,6 +310,10 @@ def run_one(
                   "seconds": time.perf_counter() - start, "error": str(e)}
         return trace, failed
     seconds = time.perf_counter() - start
+    if getattr(args, "out", None):  # the warmed weights, to measure again later (e.g. under more perturbations)
+        saved = Path(args.out) / "networks" / "{}_{}_{}_{}_s{}.pt".format(*key.values())
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(net.state_dict(), saved)
     # the result's histories are the last attempt's: after a restart, steps count from 0 again and
     # the earlier attempts' rows keep no settling length or gradient norm (they are not known here)
     last = max((k for k, r in enumerate(trace) if r["step"] == 0), default=0)
@@ -376,6 +382,11 @@ def merge(source: Path, out: Path, cells: set[tuple[str, ...]]) -> int:
     new = {_key(r) for r in finals}
     _append(out / "trace.csv", TRACE_FIELDS, [r for r in _read(source / "trace.csv") if _key(r) in new])
     _append(out / "final.csv", FINAL_FIELDS, finals)
+    for key in new:  # and the warmed weights, where that study kept them
+        name = "{}_{}_{}_{}_s{}.pt".format(*key)
+        if (source / "networks" / name).exists():
+            (out / "networks").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / "networks" / name, out / "networks" / name)
     return len(finals)
 
 

@@ -30,6 +30,8 @@ def script(monkeypatch):  # type: ignore[no-untyped-def]
 
     def fake_run_one(source, policy, network, variant, seed, args):  # type: ignore[no-untyped-def]
         ran.append(seed)
+        (Path(args.out) / "networks").mkdir(exist_ok=True)
+        (Path(args.out) / "networks" / f"{source}_{policy}_{network}_{variant}_s{seed}.pt").write_text(str(seed))
         return _rows(seed, *outcomes[seed])
 
     monkeypatch.setattr(diag, "run_one", fake_run_one)
@@ -60,6 +62,7 @@ def test_merge_gathers_split_seeds_without_running_them_again(script, tmp_path: 
     final = diag._read(merged / "final.csv")
     assert sorted(int(r["seed"]) for r in final) == [0, 1, 2, 3]
     assert sorted({int(r["seed"]) for r in diag._read(merged / "trace.csv")}) == [0, 1, 2, 3]
+    assert sorted(f.name.split("_s")[-1] for f in (merged / "networks").iterdir()) == ["0.pt", "1.pt", "2.pt", "3.pt"]
     summary = (merged / "summary.md").read_text()
     assert "| 4 | 0/4 | 2/4 |" in summary  # seeds 0 and 3 last; 1 moves, 2 merged
     assert (merged / "curves.png").exists() and (merged / "trace.png").exists()
@@ -74,7 +77,7 @@ def test_merge_gathers_split_seeds_without_running_them_again(script, tmp_path: 
         diag.main([*common, "--seeds", "0", "--out", str(only), "--merge", str(tmp_path / "missing")])
 
 
-def test_trace_rows_of_refused_attempts_keep_no_settling_length_or_gradient_norm(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_trace_rows_of_refused_attempts_keep_no_settling_length_or_gradient_norm(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import argparse
 
     import torch
@@ -94,8 +97,10 @@ def test_trace_rows_of_refused_attempts_keep_no_settling_length_or_gradient_norm
                             grad_norm_history=[10.0 + s for s in range(config.steps)], final_vaa_star=[0.5], restarts=1)
 
     monkeypatch.setattr(diag, "warmup", fake_warmup)
-    args = argparse.Namespace(trace_every=50, trace_settle=0)
+    args = argparse.Namespace(trace_every=50, trace_settle=0, out=str(tmp_path))
     trace, final = diag.run_one("copy", "-", "1x32", "paper", 0, args)
+    saved = torch.load(tmp_path / "networks" / "copy_-_1x32_paper_s0.pt")  # the warmed weights, kept
+    assert all(torch.equal(saved[k], v) for k, v in net.state_dict().items())
     assert [r["step"] for r in trace] == [0, 50, 99, 0, 50, 99]
     assert all("settle" not in r and "grad_norm" not in r for r in trace[:3])  # the refused attempt's
     assert [(r["settle"], r["grad_norm"]) for r in trace[3:]] == [(1, 10.0), (51, 60.0), (100, 109.0)]

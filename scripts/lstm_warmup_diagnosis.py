@@ -390,6 +390,28 @@ def merge(source: Path, out: Path, cells: set[tuple[str, ...]]) -> int:
     return len(finals)
 
 
+REMEASURE_FIELDS = ["source", "policy", "network", "variant", "seed", "draw", "vaa_h_1000", "move_h_1000"]
+
+
+def remeasure(cell: tuple[str, ...], out: Path, draws: int) -> list[dict[str, Any]]:
+    """The saved warmed network of ``cell`` measured again under ``draws`` fresh draws (initial
+    states and constant perturbation; generator seeds ``20 000 + 1 000 * seed + k``, none of the
+    warmup's or of the final measure's): per draw, the exact VAA of ``h`` at M = 1 000 and its
+    movement. Which share of constant inputs a network fails under, where one draw only says
+    pass or fail."""
+    source, policy, network, variant, seed = cell
+    path = out / "networks" / "{}_{}_{}_{}_s{}.pt".format(*cell)
+    net, sequences = build(source, policy, network, int(seed))
+    net.load_state_dict(torch.load(path))
+    rows = []
+    for k in range(draws):
+        gen = torch.Generator().manual_seed(20_000 + 1_000 * int(seed) + k)
+        m = measure_vaa(net, sequences, settle_steps=1000, n=100, generator=gen)
+        rows.append({"source": source, "policy": policy, "network": network, "variant": variant, "seed": seed,
+                     "draw": k, "vaa_h_1000": m.vaa, "move_h_1000": m.movement})
+    return rows
+
+
 def good(row: dict[str, str], *, vaa_min: float = 0.1, move_max: float = 1e-3) -> bool:
     """The target for one warmup: VAA of ``h`` at M = 1000 >= 0.1 with ``h`` moving < 1e-3 per step
     (a failed warmup, ``WarmupError``, is not good)."""
@@ -471,6 +493,24 @@ def plot(trace: list[dict[str, str]], final: list[dict[str, str]], out: Path) ->
     plt.close(fig)
 
 
+def _remeasure_all(cells: list[tuple[str, ...]], out: Path, draws: int) -> int:
+    """``--remeasure``: re-measure each saved network not yet re-measured; print a line per network."""
+    have = {_key(r) for r in _read(out / "remeasure.csv")}
+    saved = [c for c in cells if (out / "networks" / "{}_{}_{}_{}_s{}.pt".format(*c)).exists()]
+    if not saved:
+        raise SystemExit(f"--remeasure: no saved network of the cells asked for in {out / 'networks'}")
+    for cell in saved:
+        if cell not in have:
+            _append(out / "remeasure.csv", REMEASURE_FIELDS, remeasure(cell, out, draws))
+    rows = _read(out / "remeasure.csv")
+    for cell in saved:
+        mine = [{**r, "collapsed": "False"} for r in rows if _key(r) == cell]
+        print(f"{' '.join(cell)}: lasting under {sum(good(r) for r in mine)}/{len(mine)} draws "
+              f"(moving >= 1e-3: {sum(float(r['move_h_1000']) >= 1e-3 for r in mine)}, "
+              f"VAA < 0.1: {sum(float(r['vaa_h_1000']) < 0.1 for r in mine)})", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES), help="input sources (default: all)")
@@ -489,7 +529,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="output directories of the same study run as separate processes: their finished "
                              "warmups of the cells asked for are copied into --out (first directory wins) "
                              "and not run again")
+    parser.add_argument("--remeasure", type=int, default=0, metavar="DRAWS",
+                        help="instead of warming: measure the saved warmed networks of the cells asked for under "
+                             "DRAWS fresh draws each (remeasure.csv; the share of draws each passes the target)")
     args = parser.parse_args(argv)
+    if args.remeasure < 0:
+        parser.error("--remeasure must be >= 0")
     if args.trace_every < 1:
         parser.error("--trace-every must be >= 1")
     torch.set_num_threads(args.threads)
@@ -506,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     for other in args.merge:
         merge(Path(other), out, {(*cell[:4], str(cell[4])) for cell in todo})
     done = {_key(r) for r in _read(out / "final.csv")}
+    if args.remeasure:
+        return _remeasure_all([(*cell[:4], str(cell[4])) for cell in todo], out, args.remeasure)
     for i, (source, policy, network, variant, seed) in enumerate(todo):
         if (source, policy, network, variant, str(seed)) in done:
             continue

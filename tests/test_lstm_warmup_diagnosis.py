@@ -105,3 +105,40 @@ def test_trace_rows_of_refused_attempts_keep_no_settling_length_or_gradient_norm
     assert all("settle" not in r and "grad_norm" not in r for r in trace[:3])  # the refused attempt's
     assert [(r["settle"], r["grad_norm"]) for r in trace[3:]] == [(1, 10.0), (51, 60.0), (100, 109.0)]
     assert final["restarts"] == 1
+
+
+def test_remeasure_measures_saved_networks_under_fresh_draws(monkeypatch, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from rl_warmup.cells import RecurrentNetwork
+
+    diag = load_script("lstm_warmup_diagnosis")
+    warmed = RecurrentNetwork("lstm", 1, 4, 1, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in warmed.parameters():
+            p.mul_(3.0)
+    sequences = [torch.randn(5, 1, generator=torch.Generator().manual_seed(1))]
+    built = []
+
+    def fresh(*cell):  # type: ignore[no-untyped-def]
+        built.append(cell)
+        return RecurrentNetwork("lstm", 1, 4, 1, generator=torch.Generator().manual_seed(9)), sequences
+
+    monkeypatch.setattr(diag, "build", fresh)
+    args = ["--sources", "copy", "--networks", "1x32", "--variants", "paper", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="no saved network"):
+        diag.main([*args, "--seeds", "0", "--remeasure", "3"])
+    (tmp_path / "networks").mkdir()
+    torch.save(warmed.state_dict(), tmp_path / "networks" / "copy_-_1x32_paper_s0.pt")
+    assert diag.main([*args, "--seeds", "0", "1", "--remeasure", "3"]) == 0  # seed 1 has no saved network
+    rows = diag._read(tmp_path / "remeasure.csv")
+    assert [r["draw"] for r in rows] == ["0", "1", "2"] and built == [("copy", "-", "1x32", 0)]
+    # the saved weights, not the fresh ones, under the documented draws
+    from rl_warmup.vaa import measure_vaa
+
+    expected = measure_vaa(warmed, sequences, settle_steps=1000, n=100, generator=torch.Generator().manual_seed(20_001))
+    assert float(rows[1]["vaa_h_1000"]) == pytest.approx(expected.vaa)
+    assert float(rows[1]["move_h_1000"]) == pytest.approx(expected.movement)
+    assert "copy - 1x32 paper 0: lasting under" in capsys.readouterr().out
+    assert diag.main([*args, "--seeds", "0", "--remeasure", "3"]) == 0 and len(built) == 1  # read back, not redone
+    assert not (tmp_path / "final.csv").exists()  # no warmup ran

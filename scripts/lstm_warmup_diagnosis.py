@@ -390,6 +390,46 @@ def merge(source: Path, out: Path, cells: set[tuple[str, ...]]) -> int:
     return len(finals)
 
 
+def gradient_probe(cell: tuple[str, ...], steps: int, settles: tuple[int, ...] = (500, 1000)) -> list[dict[str, Any]]:
+    """Warm the cell's network for ``steps`` steps of its variant with no restart rule, then, at each
+    settling length of ``settles`` (one batch of the variant's size, its perturbations), the warmup
+    loss's gradient against that of the outputs' mean last-step movement: their norms and cosine.
+    A negative cosine: descending the loss makes the outputs move more (VAA* counts drifting states
+    as distinct), the reason for ``WarmupConfig.movement_penalty``."""
+    from rl_warmup.vaa import pad_sequences, stars_and_movement
+
+    source, policy, network, variant, seed = cell
+    net, sequences = build(source, policy, network, int(seed))
+    config = dataclasses.replace(WarmupConfig(seed=int(seed)), **VARIANTS[variant])
+    config = dataclasses.replace(config, steps=steps, vaa_checkpoints=None, restart_horizon=None, restart_moving=None,
+                                 restart_moving_at=None, restart_vaa_below=None, restart_below=0.0,
+                                 restart_threshold=1.0, max_restarts=0)
+    warmup(net, sequences, config)
+    padded, lengths = pad_sequences(sequences)
+    params = [q for q in net.parameters() if q.requires_grad]
+    gen = torch.Generator().manual_seed(30_000 + int(seed))
+    rows = []
+    for m in settles:
+        states = initial_states(net, padded, gen, n=config.batch_size, lengths=lengths)
+        stars, moves = stars_and_movement(net, states, m, config.epsilon, gen, view=config.state_view,
+                                          perturbations=config.perturbations, movement=True)
+        assert moves is not None
+        loss = ((stars - config.target) ** 2).mean()
+        g_loss = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        g_move = torch.autograd.grad(moves.mean(), params, allow_unused=True)
+        pairs = [(a, b) for a, b in zip(g_loss, g_move, strict=True) if a is not None and b is not None]
+        flat_loss = torch.cat([a.flatten() for a, _ in pairs])
+        flat_move = torch.cat([b.flatten() for _, b in pairs])
+        norms = float(flat_loss.norm()), float(flat_move.norm())
+        rows.append({"source": source, "policy": policy, "network": network, "variant": variant, "seed": seed,
+                     "steps": steps, "settle": m, "vaa_star": float(stars.detach().mean()), "movement": float(moves.detach().mean()),
+                     "grad_loss": norms[0], "grad_movement": norms[1],
+                     "cosine": float(flat_loss @ flat_move) / (norms[0] * norms[1]) if min(norms) > 0 else math.nan})
+    return rows
+
+
+PROBE_FIELDS = ["source", "policy", "network", "variant", "seed", "steps", "settle", "vaa_star", "movement",
+                "grad_loss", "grad_movement", "cosine"]
 REMEASURE_FIELDS = ["source", "policy", "network", "variant", "seed", "draw", "vaa_h_1000", "move_h_1000"]
 
 
@@ -532,8 +572,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--remeasure", type=int, default=0, metavar="DRAWS",
                         help="instead of warming: measure the saved warmed networks of the cells asked for under "
                              "DRAWS fresh draws each (remeasure.csv; the share of draws each passes the target)")
+    parser.add_argument("--gradient-probe", type=int, default=0, metavar="STEPS",
+                        help="instead of the study: warm each cell STEPS steps with no restart rule and compare the "
+                             "loss's gradient with that of the outputs' movement at M = 500 and 1 000 (probe.csv)")
     args = parser.parse_args(argv)
-    if args.remeasure < 0:
+    if args.remeasure < 0 or args.gradient_probe < 0:
+        parser.error("--remeasure and --gradient-probe must be >= 0")
+    if args.remeasure and args.gradient_probe:
+        parser.error("--remeasure and --gradient-probe are two different runs: ask for one")
         parser.error("--remeasure must be >= 0")
     if args.trace_every < 1:
         parser.error("--trace-every must be >= 1")
@@ -551,6 +597,15 @@ def main(argv: list[str] | None = None) -> int:
     for other in args.merge:
         merge(Path(other), out, {(*cell[:4], str(cell[4])) for cell in todo})
     done = {_key(r) for r in _read(out / "final.csv")}
+    if args.gradient_probe:
+        for cell in todo:
+            rows = gradient_probe((*cell[:4], str(cell[4])), args.gradient_probe)
+            _append(out / "probe.csv", PROBE_FIELDS, rows)
+            for r in rows:
+                print(f"{' '.join(cell[:4])} s{cell[4]} after {r['steps']} steps, M = {r['settle']}: VAA* {r['vaa_star']:.3f} "
+                      f"movement {r['movement']:.1e} |grad loss| {r['grad_loss']:.3g} |grad movement| "
+                      f"{r['grad_movement']:.3g} cosine {r['cosine']:+.2f}", flush=True)
+        return 0
     if args.remeasure:
         return _remeasure_all([(*cell[:4], str(cell[4])) for cell in todo], out, args.remeasure)
     for i, (source, policy, network, variant, seed) in enumerate(todo):

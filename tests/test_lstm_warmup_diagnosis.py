@@ -142,3 +142,26 @@ def test_remeasure_measures_saved_networks_under_fresh_draws(monkeypatch, tmp_pa
     assert "copy - 1x32 paper 0: lasting under" in capsys.readouterr().out
     assert diag.main([*args, "--seeds", "0", "--remeasure", "3"]) == 0 and len(built) == 1  # read back, not redone
     assert not (tmp_path / "final.csv").exists()  # no warmup ran
+
+
+def test_gradient_probe_compares_the_two_gradients(monkeypatch, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from rl_warmup.cells import RecurrentNetwork
+
+    diag = load_script("lstm_warmup_diagnosis")
+    sequences = [torch.randn(6, 1, generator=torch.Generator().manual_seed(k)) for k in range(8)]
+    monkeypatch.setattr(diag, "build", lambda *a: (RecurrentNetwork("lstm", 1, 4, 1, generator=torch.Generator().manual_seed(0)),
+                                                   sequences))
+    assert diag.main(["--sources", "copy", "--networks", "1x32", "--variants", "ck8", "--seeds", "0", "--out",
+                      str(tmp_path), "--gradient-probe", "2"]) == 0
+    rows = diag._read(tmp_path / "probe.csv")
+    assert [r["settle"] for r in rows] == ["500", "1000"] and all(r["steps"] == "2" for r in rows)
+    for r in rows:
+        cosine = float(r["cosine"])
+        assert math.isnan(cosine) or -1.0 - 1e-5 <= cosine <= 1.0 + 1e-5
+        assert float(r["grad_loss"]) >= 0 and float(r["grad_movement"]) >= 0
+    assert "after 2 steps, M = 500" in capsys.readouterr().out
+    assert not (tmp_path / "final.csv").exists()
+    with pytest.raises(SystemExit):
+        diag.main(["--out", str(tmp_path), "--gradient-probe", "2", "--remeasure", "2"])

@@ -191,8 +191,9 @@ class WarmupConfig:
     (earlier states are still in their transient). VAA* counts states that still drift apart as
     distinct, so its gradient can favour slow drift over settling; this term asks for states
     that stay where they are (the lasting target: outputs moving less than 1e-3 per step after
-    1 000 steps). ``0``: off (the paper), and the draws and results are exactly those without
-    the option."""
+    1 000 steps, a *largest* movement, where this term is a mean so that every state gets a
+    gradient). ``keep_best``'s score leaves the term out. ``0``: off (the paper), and the draws
+    and results are exactly those without the option."""
     grad_clip: float | None = None
     """Clip the norm of the warmup gradient (all warmable parameters together) to this before each
     Adam step; ``None``: no clipping (the paper)."""

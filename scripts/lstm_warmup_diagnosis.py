@@ -50,6 +50,7 @@ from rl_warmup import gru_ext
 from rl_warmup.cells import RecurrentNetwork
 from rl_warmup.vaa import DEFAULT_CHECKPOINTS, initial_states, measure_vaa
 from rl_warmup.warmup import WarmupConfig, WarmupError, warmup
+from rl_warmup.warmup import _loss as _warmup_loss
 
 SOURCES: dict[str, str] = {
     "tmaze": "rl_warmup/TMaze-L25-v0",
@@ -312,7 +313,7 @@ def run_one(
         return trace, failed
     seconds = time.perf_counter() - start
     if getattr(args, "out", None):  # the warmed weights, to measure again later (e.g. under more perturbations)
-        saved = Path(args.out) / "networks" / "{}_{}_{}_{}_s{}.pt".format(*key.values())
+        saved = _network_path(Path(args.out), tuple(key.values()))
         saved.parent.mkdir(parents=True, exist_ok=True)
         torch.save(net.state_dict(), saved)
     # the result's histories are the last attempt's: after a restart, steps count from 0 again and
@@ -353,7 +354,19 @@ TRACE_FIELDS = ["source", "policy", "network", "variant", "seed", "step", "settl
                 "c_saturated", "forget_bias"]
 
 
+def _check_header(path: Path, fields: list[str]) -> None:
+    """Refuse a results file written with other columns (another version of this script): appending
+    to it would put values under the wrong names."""
+    if path.exists():
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != fields:
+            raise SystemExit(f"{path} has the columns {header}, not those this script writes ({fields}): "
+                             "write to a new --out")
+
+
 def _append(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    _check_header(path, fields)
     new = not path.exists()
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
@@ -373,21 +386,23 @@ def _key(row: dict[str, str]) -> tuple[str, ...]:
     return (row["source"], row["policy"], row["network"], row["variant"], row["seed"])
 
 
+def _network_path(out: Path, cell: tuple[Any, ...]) -> Path:
+    """Where the study in ``out`` keeps the warmed network of ``cell`` (source, policy, network, variant, seed)."""
+    return out / "networks" / "{}_{}_{}_{}_s{}.pt".format(*cell)
+
+
 def merge(source: Path, out: Path, cells: set[tuple[str, ...]]) -> int:
     """Copy the finished warmups of ``cells`` (their final and trace rows) from the study directory
     ``source`` into ``out``, skipping those ``out`` already has; returns how many were copied."""
-    if not (source / "final.csv").exists():
-        raise SystemExit(f"--merge: {source} has no final.csv")
     have = {_key(r) for r in _read(out / "final.csv")}
     finals = [r for r in _read(source / "final.csv") if _key(r) in cells and _key(r) not in have]
     new = {_key(r) for r in finals}
     _append(out / "trace.csv", TRACE_FIELDS, [r for r in _read(source / "trace.csv") if _key(r) in new])
     _append(out / "final.csv", FINAL_FIELDS, finals)
     for key in new:  # and the warmed weights, where that study kept them
-        name = "{}_{}_{}_{}_s{}.pt".format(*key)
-        if (source / "networks" / name).exists():
+        if _network_path(source, key).exists():
             (out / "networks").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / "networks" / name, out / "networks" / name)
+            shutil.copyfile(_network_path(source, key), _network_path(out, key))
     return len(finals)
 
 
@@ -405,7 +420,11 @@ def gradient_probe(cell: tuple[str, ...], steps: int, settles: tuple[int, ...] =
     config = dataclasses.replace(config, steps=steps, vaa_checkpoints=None, restart_horizon=None, restart_moving=None,
                                  restart_moving_at=None, restart_vaa_below=None, restart_below=0.0,
                                  restart_threshold=1.0, max_restarts=0)
-    warmup(net, sequences, config)
+    try:
+        warmup(net, sequences, config)
+    except WarmupError as e:  # a non-finite loss: nothing to compare
+        print(f"{' '.join(cell)}: the probe's warmup failed ({e})", flush=True)
+        return []
     padded, lengths = pad_sequences(sequences)
     params = [q for q in net.parameters() if q.requires_grad]
     gen = torch.Generator().manual_seed(30_000 + int(seed))
@@ -415,12 +434,11 @@ def gradient_probe(cell: tuple[str, ...], steps: int, settles: tuple[int, ...] =
         stars, moves = stars_and_movement(net, states, m, config.epsilon, gen, view=config.state_view,
                                           perturbations=config.perturbations, movement=True)
         assert moves is not None
-        loss = ((stars - config.target) ** 2).mean()
+        loss = _warmup_loss(stars, config)
         g_loss = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         g_move = torch.autograd.grad(moves.mean(), params, allow_unused=True)
-        pairs = [(a, b) for a, b in zip(g_loss, g_move, strict=True) if a is not None and b is not None]
-        flat_loss = torch.cat([a.flatten() for a, _ in pairs])
-        flat_move = torch.cat([b.flatten() for _, b in pairs])
+        flat_loss, flat_move = (torch.cat([(torch.zeros_like(q) if g is None else g).flatten() for q, g in zip(params, gs, strict=True)])
+                                for gs in (g_loss, g_move))  # a parameter one term does not reach: zeros
         norms = float(flat_loss.norm()), float(flat_move.norm())
         rows.append({"source": source, "policy": policy, "network": network, "variant": variant, "seed": seed,
                      "steps": steps, "settle": m, "vaa_star": float(stars.detach().mean()), "movement": float(moves.detach().mean()),
@@ -434,18 +452,21 @@ PROBE_FIELDS = ["source", "policy", "network", "variant", "seed", "steps", "sett
 REMEASURE_FIELDS = ["source", "policy", "network", "variant", "seed", "draw", "vaa_h_1000", "move_h_1000"]
 
 
-def remeasure(cell: tuple[str, ...], out: Path, draws: int) -> list[dict[str, Any]]:
-    """The saved warmed network of ``cell`` measured again under ``draws`` fresh draws (initial
+REMEASURE_MAX = 1000
+"""Draws per network of ``--remeasure``: seed ``s``'s draws are ``20 000 + 1 000 s + k``, ``k < 1 000``."""
+
+
+def remeasure(cell: tuple[str, ...], out: Path, draws: list[int]) -> list[dict[str, Any]]:
+    """The saved warmed network of ``cell`` measured again under the fresh draws ``draws`` (initial
     states and constant perturbation; generator seeds ``20 000 + 1 000 * seed + k``, none of the
     warmup's or of the final measure's): per draw, the exact VAA of ``h`` at M = 1 000 and its
     movement. Which share of constant inputs a network fails under, where one draw only says
     pass or fail."""
     source, policy, network, variant, seed = cell
-    path = out / "networks" / "{}_{}_{}_{}_s{}.pt".format(*cell)
     net, sequences = build(source, policy, network, int(seed))
-    net.load_state_dict(torch.load(path))
+    net.load_state_dict(torch.load(_network_path(out, cell)))
     rows = []
-    for k in range(draws):
+    for k in draws:
         gen = torch.Generator().manual_seed(20_000 + 1_000 * int(seed) + k)
         m = measure_vaa(net, sequences, settle_steps=1000, n=100, generator=gen)
         rows.append({"source": source, "policy": policy, "network": network, "variant": variant, "seed": seed,
@@ -535,17 +556,22 @@ def plot(trace: list[dict[str, str]], final: list[dict[str, str]], out: Path) ->
 
 
 def _remeasure_all(cells: list[tuple[str, ...]], out: Path, draws: int) -> int:
-    """``--remeasure``: re-measure each saved network not yet re-measured; print a line per network."""
-    have = {_key(r) for r in _read(out / "remeasure.csv")}
-    saved = [c for c in cells if (out / "networks" / "{}_{}_{}_{}_s{}.pt".format(*c)).exists()]
+    """``--remeasure``: measure each saved network under draws ``0 .. draws - 1``, those not yet in
+    ``remeasure.csv``; print a line per network, over those draws."""
+    saved = [c for c in cells if _network_path(out, c).exists()]
+    for cell in cells:
+        if cell not in saved:
+            print(f"{' '.join(cell)}: no saved network in {out / 'networks'}, skipped", flush=True)
     if not saved:
         raise SystemExit(f"--remeasure: no saved network of the cells asked for in {out / 'networks'}")
     for cell in saved:
-        if cell not in have:
-            _append(out / "remeasure.csv", REMEASURE_FIELDS, remeasure(cell, out, draws))
+        have = {int(r["draw"]) for r in _read(out / "remeasure.csv") if _key(r) == cell}
+        todo = [k for k in range(draws) if k not in have]
+        if todo:
+            _append(out / "remeasure.csv", REMEASURE_FIELDS, remeasure(cell, out, todo))
     rows = _read(out / "remeasure.csv")
     for cell in saved:
-        mine = [{**r, "collapsed": "False"} for r in rows if _key(r) == cell]
+        mine = [{**r, "collapsed": "False"} for r in rows if _key(r) == cell and int(r["draw"]) < draws]
         print(f"{' '.join(cell)}: lasting under {sum(good(r) for r in mine)}/{len(mine)} draws "
               f"(moving >= 1e-3: {sum(float(r['move_h_1000']) >= 1e-3 for r in mine)}, "
               f"VAA < 0.1: {sum(float(r['vaa_h_1000']) < 0.1 for r in mine)})", flush=True)
@@ -581,7 +607,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--remeasure and --gradient-probe must be >= 0")
     if args.remeasure and args.gradient_probe:
         parser.error("--remeasure and --gradient-probe are two different runs: ask for one")
-        parser.error("--remeasure must be >= 0")
+    if args.remeasure > REMEASURE_MAX:
+        parser.error(f"--remeasure takes at most {REMEASURE_MAX} draws (each seed has that many of its own)")
     if args.trace_every < 1:
         parser.error("--trace-every must be >= 1")
     torch.set_num_threads(args.threads)
@@ -595,11 +622,21 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants
         for seed in args.seeds
     ]
+    for name, fields in (("final.csv", FINAL_FIELDS), ("trace.csv", TRACE_FIELDS), ("probe.csv", PROBE_FIELDS),
+                         ("remeasure.csv", REMEASURE_FIELDS)):
+        _check_header(out / name, fields)
+    cells = [(*cell[:4], str(cell[4])) for cell in todo]
+    missing = [other for other in args.merge if not (Path(other) / "final.csv").exists()]
+    if missing:  # before copying anything
+        raise SystemExit(f"--merge: no final.csv in {', '.join(missing)}")
     for other in args.merge:
-        merge(Path(other), out, {(*cell[:4], str(cell[4])) for cell in todo})
+        merge(Path(other), out, set(cells))
     done = {_key(r) for r in _read(out / "final.csv")}
     if args.gradient_probe:
+        probed = {(*_key(r), r["steps"]) for r in _read(out / "probe.csv")}
         for cell in todo:
+            if (*cell[:4], str(cell[4]), str(args.gradient_probe)) in probed:
+                continue
             rows = gradient_probe((*cell[:4], str(cell[4])), args.gradient_probe)
             _append(out / "probe.csv", PROBE_FIELDS, rows)
             for r in rows:
@@ -608,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['grad_movement']:.3g} cosine {r['cosine']:+.2f}", flush=True)
         return 0
     if args.remeasure:
-        return _remeasure_all([(*cell[:4], str(cell[4])) for cell in todo], out, args.remeasure)
+        return _remeasure_all(cells, out, args.remeasure)
     for i, (source, policy, network, variant, seed) in enumerate(todo):
         if (source, policy, network, variant, str(seed)) in done:
             continue

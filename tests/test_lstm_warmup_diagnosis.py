@@ -73,8 +73,13 @@ def test_merge_gathers_split_seeds_without_running_them_again(script, tmp_path: 
     assert diag.main([*common, "--seeds", "1", "--out", str(only), "--merge", str(a)]) == 0
     assert [r["seed"] for r in diag._read(only / "final.csv")] == ["1"]
 
-    with pytest.raises(SystemExit, match=r"no final\.csv"):
-        diag.main([*common, "--seeds", "0", "--out", str(only), "--merge", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match=r"no final\.csv in .*missing"):  # checked before anything is copied
+        diag.main([*common, "--seeds", "2", "--out", str(only), "--merge", str(b), str(tmp_path / "missing")])
+    assert [r["seed"] for r in diag._read(only / "final.csv")] == ["1"]
+    # a file written with other columns is refused, not appended to out of line
+    (only / "final.csv").write_text("source,seed\nminigrid,1\n")
+    with pytest.raises(SystemExit, match="write to a new --out"):
+        diag.main([*common, "--seeds", "3", "--out", str(only)])
 
 
 def test_trace_rows_of_refused_attempts_keep_no_settling_length_or_gradient_norm(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -141,6 +146,11 @@ def test_remeasure_measures_saved_networks_under_fresh_draws(monkeypatch, tmp_pa
     assert float(rows[1]["move_h_1000"]) == pytest.approx(expected.movement)
     assert "copy - 1x32 paper 0: lasting under" in capsys.readouterr().out
     assert diag.main([*args, "--seeds", "0", "--remeasure", "3"]) == 0 and len(built) == 1  # read back, not redone
+    assert diag.main([*args, "--seeds", "0", "--remeasure", "5"]) == 0 and len(built) == 2  # only draws 3 and 4 added
+    assert [r["draw"] for r in diag._read(tmp_path / "remeasure.csv")] == ["0", "1", "2", "3", "4"]
+    assert "0: lasting under" in capsys.readouterr().out.splitlines()[-1]
+    with pytest.raises(SystemExit):  # each seed has 1 000 draws of its own
+        diag.main([*args, "--seeds", "0", "--remeasure", "1001"])
     assert not (tmp_path / "final.csv").exists()  # no warmup ran
 
 
@@ -151,17 +161,53 @@ def test_gradient_probe_compares_the_two_gradients(monkeypatch, tmp_path: Path, 
 
     diag = load_script("lstm_warmup_diagnosis")
     sequences = [torch.randn(6, 1, generator=torch.Generator().manual_seed(k)) for k in range(8)]
-    monkeypatch.setattr(diag, "build", lambda *a: (RecurrentNetwork("lstm", 1, 4, 1, generator=torch.Generator().manual_seed(0)),
-                                                   sequences))
+
+    def strong() -> RecurrentNetwork:
+        # a slow integrator: forget and output gates open (bias 20), no recurrence, a weak cell input,
+        # so that the states stay apart and still move after 1 000 steps (a random LSTM merges them)
+        net = RecurrentNetwork("lstm", 1, 4, 1, generator=torch.Generator().manual_seed(0))
+        lstm = next(m for m in net.modules() if isinstance(m, torch.nn.LSTM))
+        with torch.no_grad():
+            lstm.weight_hh_l0.zero_()
+            lstm.bias_hh_l0.zero_()
+            lstm.bias_ih_l0.copy_(torch.tensor([0.0] * 4 + [20.0] * 4 + [0.0] * 4 + [20.0] * 4))
+            lstm.weight_ih_l0[8:12].copy_(0.01 * torch.sign(lstm.weight_ih_l0[8:12]))
+        return net
+
+    monkeypatch.setattr(diag, "build", lambda *a: (strong(), sequences))
     assert diag.main(["--sources", "copy", "--networks", "1x32", "--variants", "ck8", "--seeds", "0", "--out",
                       str(tmp_path), "--gradient-probe", "2"]) == 0
     rows = diag._read(tmp_path / "probe.csv")
     assert [r["settle"] for r in rows] == ["500", "1000"] and all(r["steps"] == "2" for r in rows)
-    for r in rows:
-        cosine = float(r["cosine"])
-        assert math.isnan(cosine) or -1.0 - 1e-5 <= cosine <= 1.0 + 1e-5
-        assert float(r["grad_loss"]) >= 0 and float(r["grad_movement"]) >= 0
+    # at M = 500 the warmed integrator's states are apart and moving (by M = 1 000 they may have merged)
+    assert float(rows[0]["grad_loss"]) > 0 and float(rows[0]["grad_movement"]) > 0 and float(rows[0]["movement"]) > 0
+    assert -1.0 - 1e-5 <= float(rows[0]["cosine"]) <= 1.0 + 1e-5
     assert "after 2 steps, M = 500" in capsys.readouterr().out
     assert not (tmp_path / "final.csv").exists()
+    # the probe's numbers against a direct computation on the same network and draws
+    import dataclasses
+
+    from rl_warmup.vaa import initial_states, pad_sequences, stars_and_movement
+    from rl_warmup.warmup import WarmupConfig, warmup
+
+    net = strong()
+    config = dataclasses.replace(WarmupConfig(seed=0), **diag.VARIANTS["ck8"], steps=2, vaa_checkpoints=None,
+                                 restart_threshold=1.0, max_restarts=0)
+    warmup(net, sequences, config)
+    padded, lengths = pad_sequences(sequences)
+    gen = torch.Generator().manual_seed(30_000)
+    states = initial_states(net, padded, gen, n=config.batch_size, lengths=lengths)
+    stars, moves = stars_and_movement(net, states, 500, generator=gen, perturbations=8, movement=True)
+    assert moves is not None
+    params = list(net.parameters())
+    g_loss = torch.cat([g.flatten() for g in torch.autograd.grad(((stars - 0.95) ** 2).mean(), params, retain_graph=True)])
+    g_move = torch.cat([g.flatten() for g in torch.autograd.grad(moves.mean(), params)])
+    assert float(rows[0]["grad_loss"]) == pytest.approx(float(g_loss.norm()), rel=1e-4)
+    assert float(rows[0]["grad_movement"]) == pytest.approx(float(g_move.norm()), rel=1e-4)
+    assert float(rows[0]["cosine"]) == pytest.approx(float(g_loss @ g_move / (g_loss.norm() * g_move.norm())), abs=1e-4)
+    # probed cells are read back, not probed again
+    assert diag.main(["--sources", "copy", "--networks", "1x32", "--variants", "ck8", "--seeds", "0", "--out",
+                      str(tmp_path), "--gradient-probe", "2"]) == 0
+    assert len(diag._read(tmp_path / "probe.csv")) == 2
     with pytest.raises(SystemExit):
         diag.main(["--out", str(tmp_path), "--gradient-probe", "2", "--remeasure", "2"])

@@ -513,24 +513,18 @@ def layer_vaa_stars(
         paper's single perturbation (the same draws as before this option existed).
     """
     return stars_and_movement(
-        network, states, settle_steps, epsilon, generator, view=view, perturbations=perturbations
+        network, states, settle_steps, generator=generator, epsilon=epsilon, view=view, perturbations=perturbations,
+        movement=False,
     )[0]
 
 
 def stars_and_movement(
-    network: RecurrentNetwork,
-    states: Sequence[Tensor],
-    settle_steps: int,
-    epsilon: float = 1e-4,
-    generator: torch.Generator | None = None,
-    *,
-    view: str = "state",
-    perturbations: int = 1,
-    movement: bool = False,
+    network: RecurrentNetwork, states: Sequence[Tensor], settle_steps: int, *, generator: torch.Generator | None = None,
+    epsilon: float = 1e-4, view: str = "state", perturbations: int = 1, movement: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
-    """:func:`layer_vaa_stars`, and with ``movement=True`` also each layer's mean last-step
-    movement of its outputs, ``mean_i ||h_i(M) - h_i(M - 1)||`` over all settled states
-    (differentiable, ``(num_layers,)``; ``None`` otherwise). The movement costs one split of the
+    """:func:`layer_vaa_stars` and each layer's mean last-step movement of its outputs,
+    ``mean_i ||h_i(M) - h_i(M - 1)||`` over all settled states (differentiable,
+    ``(num_layers,)``; ``None`` with ``movement=False``). The movement costs one split of the
     settling pass (``M - 1`` steps, then one), which rounds differently from one pass of ``M``:
     without it the draws and results are those of :func:`layer_vaa_stars`."""
     if settle_steps < 1:

@@ -613,8 +613,8 @@ def _attempt(
         with torch.enable_grad():
             if config.movement_penalty > 0 and 2 * m >= config.settle_max:
                 stars, moves = stars_and_movement(
-                    network, states, m, config.epsilon, generator, view=config.state_view,
-                    perturbations=config.perturbations, movement=True,
+                    network, states, m, generator=generator, epsilon=config.epsilon, view=config.state_view,
+                    perturbations=config.perturbations,
                 )
                 assert moves is not None
                 loss = _loss(stars, config) + config.movement_penalty * moves.mean()

@@ -431,8 +431,8 @@ def gradient_probe(cell: tuple[str, ...], steps: int, settles: tuple[int, ...] =
     rows = []
     for m in settles:
         states = initial_states(net, padded, gen, n=config.batch_size, lengths=lengths)
-        stars, moves = stars_and_movement(net, states, m, config.epsilon, gen, view=config.state_view,
-                                          perturbations=config.perturbations, movement=True)
+        stars, moves = stars_and_movement(net, states, m, generator=gen, epsilon=config.epsilon, view=config.state_view,
+                                          perturbations=config.perturbations)
         assert moves is not None
         loss = _warmup_loss(stars, config)
         g_loss = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)

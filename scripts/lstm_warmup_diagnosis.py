@@ -48,7 +48,13 @@ import torch
 
 from rl_warmup import gru_ext
 from rl_warmup.cells import RecurrentNetwork
-from rl_warmup.vaa import DEFAULT_CHECKPOINTS, initial_states, measure_vaa
+from rl_warmup.vaa import (
+    DEFAULT_CHECKPOINTS,
+    initial_states,
+    measure_vaa,
+    pad_sequences,
+    stars_and_movement,
+)
 from rl_warmup.warmup import WarmupConfig, WarmupError, warmup
 from rl_warmup.warmup import _loss as _warmup_loss
 
@@ -412,8 +418,6 @@ def gradient_probe(cell: tuple[str, ...], steps: int, settles: tuple[int, ...] =
     loss's gradient against that of the outputs' mean last-step movement: their norms and cosine.
     A negative cosine: descending the loss makes the outputs move more (VAA* counts drifting states
     as distinct), the reason for ``WarmupConfig.movement_penalty``."""
-    from rl_warmup.vaa import pad_sequences, stars_and_movement
-
     source, policy, network, variant, seed = cell
     net, sequences = build(source, policy, network, int(seed))
     config = dataclasses.replace(WarmupConfig(seed=int(seed)), **VARIANTS[variant])
@@ -564,9 +568,11 @@ def _remeasure_all(cells: list[tuple[str, ...]], out: Path, draws: int) -> int:
             print(f"{' '.join(cell)}: no saved network in {out / 'networks'}, skipped", flush=True)
     if not saved:
         raise SystemExit(f"--remeasure: no saved network of the cells asked for in {out / 'networks'}")
+    have: dict[tuple[str, ...], set[int]] = {}
+    for r in _read(out / "remeasure.csv"):
+        have.setdefault(_key(r), set()).add(int(r["draw"]))
     for cell in saved:
-        have = {int(r["draw"]) for r in _read(out / "remeasure.csv") if _key(r) == cell}
-        todo = [k for k in range(draws) if k not in have]
+        todo = [k for k in range(draws) if k not in have.get(cell, set())]
         if todo:
             _append(out / "remeasure.csv", REMEASURE_FIELDS, remeasure(cell, out, todo))
     rows = _read(out / "remeasure.csv")
@@ -634,10 +640,10 @@ def main(argv: list[str] | None = None) -> int:
     done = {_key(r) for r in _read(out / "final.csv")}
     if args.gradient_probe:
         probed = {(*_key(r), r["steps"]) for r in _read(out / "probe.csv")}
-        for cell in todo:
-            if (*cell[:4], str(cell[4]), str(args.gradient_probe)) in probed:
+        for cell in cells:
+            if (*cell, str(args.gradient_probe)) in probed:
                 continue
-            rows = gradient_probe((*cell[:4], str(cell[4])), args.gradient_probe)
+            rows = gradient_probe(cell, args.gradient_probe)
             _append(out / "probe.csv", PROBE_FIELDS, rows)
             for r in rows:
                 print(f"{' '.join(cell[:4])} s{cell[4]} after {r['steps']} steps, M = {r['settle']}: VAA* {r['vaa_star']:.3f} "
